@@ -1,0 +1,156 @@
+"""What an algorithm holds to talk: the channel, this update's neighbourhood, a round counter and the
+count of rejected messages. Receivers validate every payload (shape, finiteness, the simplex) and
+reject what fails, counting the reason; learning continues without it."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from confide.channels import Channel, Inbox, Message
+
+
+@dataclass(frozen=True)
+class Neighbourhood:
+    """Who talks to whom this update.
+
+    ``mask[i, j]`` (static, ``[N, N]``) or ``mask[m, i, j]`` (per sample, ``[M, N, N]``) is True when
+    agent j is a neighbour of agent i (decision 10). ``talks`` is False in a communication gap.
+    """
+
+    mask: np.ndarray
+    talks: bool = True
+
+    @property
+    def per_sample(self) -> bool:
+        return self.mask.ndim == 3
+
+    def links(self) -> list[tuple[int, int]]:
+        """Directed pairs (sender j, receiver i) that exchange anything this update."""
+        if not self.talks:
+            return []
+        any_mask = self.mask.any(axis=0) if self.per_sample else self.mask
+        receivers, senders = np.nonzero(any_mask)
+        return [(int(j), int(i)) for i, j in zip(receivers, senders, strict=True)]
+
+    def samples(self, sender: int, receiver: int) -> np.ndarray | None:
+        """Sample indices where ``sender`` is ``receiver``'s neighbour; None means every sample."""
+        if not self.per_sample:
+            return None
+        return np.nonzero(self.mask[:, receiver, sender])[0].astype(np.int32)
+
+
+class Comms:
+    """An algorithm's handle on the network: exchange messages, count rejections."""
+
+    def __init__(self, channel: Channel, n_agents: int) -> None:
+        self.channel = channel
+        self.n_agents = n_agents
+        self.round = 0
+        self.rejected: Counter[str] = Counter()
+        self.delivered = 0
+
+    def exchange(self, outgoing: Sequence[Message]) -> Inbox:
+        """Send one round of messages and return the inbox; advances the round counter."""
+        inbox = self.channel.exchange(self.round, outgoing)
+        self.round += 1
+        self.delivered += len(inbox)
+        return inbox
+
+    def reject(self, reason: str) -> None:
+        self.rejected[reason] += 1
+
+
+def distribution_messages(
+    probs: Tensor, neighbourhood: Neighbourhood, kind: str, round: int, head_of_receiver: bool
+) -> list[Message]:
+    """Messages carrying action distributions on the batch states.
+
+    Args:
+        probs: ``[N, H, M, A]`` every agent's head probabilities (detached).
+        head_of_receiver: if True, sender j sends its head for the receiver i (π^{ji}: an anticipation
+            or suggestion); otherwise its own policy π^{jj}.
+    Per-sample neighbourhoods send only the samples where the two are neighbours, with their indices.
+    """
+    out = []
+    arr = probs.detach().numpy()
+    heads = arr.shape[1]
+    for sender, receiver in neighbourhood.links():
+        h = receiver if head_of_receiver else (sender if heads > 1 else 0)
+        idx = neighbourhood.samples(sender, receiver)
+        rows = arr[sender, h] if idx is None else arr[sender, h][idx]
+        payload = {"probs": np.ascontiguousarray(rows, dtype=np.float32)}
+        if idx is not None:
+            payload["index"] = idx
+        out.append(Message(sender, receiver, kind, round, payload))
+    return out
+
+
+def gather_distributions(
+    inbox: Inbox, kind: str, comms: Comms, n_samples: int, n_actions: int, neighbourhood: Neighbourhood
+) -> tuple[Tensor, Tensor]:
+    """Stack the distributions of ``kind`` each agent received.
+
+    Returns ``probs [N(receiver), N(sender), M, A]`` float32 and ``received [N, N, M]`` bool. Invalid
+    messages (wrong shape, NaN/inf, off the simplex, bad index, unknown sender, not a neighbour) are
+    rejected and counted in ``comms.rejected``.
+    """
+    n = comms.n_agents
+    probs = np.zeros((n, n, n_samples, n_actions), dtype=np.float32)
+    received = np.zeros((n, n, n_samples), dtype=bool)
+    for message in inbox.messages():
+        if message.kind != kind:
+            continue
+        reason = _check_distribution(message, n, n_samples, n_actions, neighbourhood)
+        if reason is not None:
+            comms.reject(f"{kind}:{reason}")
+            continue
+        i, j = message.receiver, message.sender
+        rows = message.payload["probs"]
+        idx = message.payload.get("index")
+        if idx is None:
+            probs[i, j] = rows
+            received[i, j] = True
+        else:
+            probs[i, j, idx] = rows
+            received[i, j, idx] = True
+    return torch.from_numpy(probs), torch.from_numpy(received)
+
+
+def _check_distribution(
+    message: Message, n: int, n_samples: int, n_actions: int, neighbourhood: Neighbourhood
+) -> str | None:
+    i, j = message.receiver, message.sender
+    if not (0 <= i < n and 0 <= j < n) or i == j:
+        return "bad_address"
+    keys = set(message.payload)
+    if not keys <= {"probs", "index"} or "probs" not in keys:
+        return "bad_keys"
+    rows = message.payload["probs"]
+    idx = message.payload.get("index")
+    if neighbourhood.per_sample:
+        if idx is None or idx.ndim != 1 or idx.dtype.kind not in "iu":
+            return "bad_index"
+        if idx.size and (idx.min() < 0 or idx.max() >= n_samples or np.unique(idx).size != idx.size):
+            return "bad_index"
+        if not neighbourhood.mask[idx, i, j].all():
+            return "not_neighbour"
+        expected = (idx.size, n_actions)
+    else:
+        if idx is not None:
+            return "bad_index"
+        if not neighbourhood.mask[i, j]:
+            return "not_neighbour"
+        expected = (n_samples, n_actions)
+    if rows.shape != expected or rows.dtype.kind != "f":
+        return "bad_shape"
+    if not np.isfinite(rows).all():
+        return "non_finite"
+    if (rows < 0).any() or (np.abs(rows.sum(axis=-1) - 1) > 1e-3).any():
+        return "not_a_distribution"
+    return None

@@ -1,0 +1,111 @@
+"""Every agent's networks, stacked so that agent ``i`` owns slice ``i`` of each bank.
+
+An agent has ``heads`` policy heads over the shared global state and one critic. With one head
+(IPPO, DPO) the head is the agent's own policy π^{ii}. With ``heads = N`` (AS, SS) head ``j`` of
+agent ``i`` is π^{ij}: its own policy at ``j = i`` and its anticipation of (AS) or suggestion for (SS)
+agent ``j`` otherwise. Group ``g = i * heads + h`` of the policy bank is agent ``i``'s head ``h``.
+
+The population is a container, not an agent: each algorithm builds agent ``i``'s loss only from slice
+``i`` of these banks plus what agent ``i``'s inbox delivered, and the per-agent structure of the
+optimiser and gradient clipping keeps the slices independent (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from confide.core.networks import Activation, StackedMLP, per_agent_grad_clip_
+
+
+@dataclass(frozen=True)
+class NetworkSizes:
+    """Hidden widths of actors and critics (AS/SS Table 2 for C. Predation: (128, 64))."""
+
+    actor_hidden: tuple[int, ...] = (128, 64)
+    critic_hidden: tuple[int, ...] = (128, 64)
+    activation: Activation = "relu"
+
+
+class Population(nn.Module):
+    """Stacked actors and critics of ``n_agents`` agents."""
+
+    def __init__(
+        self,
+        n_agents: int,
+        state_dim: int,
+        n_actions: int,
+        heads: int,
+        sizes: NetworkSizes,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__()
+        if heads not in (1, n_agents):
+            raise ValueError(f"heads must be 1 or n_agents={n_agents}, got {heads}")
+        self.n_agents = n_agents
+        self.heads = heads
+        self.n_actions = n_actions
+        self.policy = StackedMLP(
+            n_agents * heads, (state_dim, *sizes.actor_hidden, n_actions), generator, sizes.activation
+        )
+        self.critic = StackedMLP(n_agents, (state_dim, *sizes.critic_hidden, 1), generator, sizes.activation)
+        own = torch.arange(n_agents) * heads + (torch.arange(n_agents) if heads > 1 else 0)
+        self.register_buffer("own_index", own, persistent=False)
+
+    def own_logits(self, states: Tensor) -> Tensor:
+        """``[N, M, A]`` logits of each agent's own policy π^{ii} on states ``[M, S]``."""
+        return self.policy(states, self.own_index)
+
+    def all_logits(self, states: Tensor) -> Tensor:
+        """``[N, H, M, A]`` logits of every head of every agent."""
+        out = self.policy(states)
+        return out.view(self.n_agents, self.heads, *out.shape[1:])
+
+    def values(self, states: Tensor) -> Tensor:
+        """``[N, M]`` each agent's value estimate V_i(s)."""
+        return self.critic(states).squeeze(-1)
+
+    def actor_parameters(self) -> list[Tensor]:
+        return self.policy.group_parameters()
+
+    def critic_parameters(self) -> list[Tensor]:
+        return self.critic.group_parameters()
+
+
+class PopulationOptimiser:
+    """Adam for actors and critics with per-agent gradient clipping.
+
+    Adam is elementwise, so one Adam over a stacked tensor equals one Adam per agent; clipping is per
+    agent (``per_agent_grad_clip_``). ``step`` takes the summed loss of all agents: since agent ``i``'s
+    loss depends only on slice ``i``, the gradient of the sum is each agent's own gradient.
+    """
+
+    def __init__(self, population: Population, actor_lr: float, critic_lr: float, max_grad_norm: float):
+        self.population = population
+        self.max_grad_norm = max_grad_norm
+        self.actor = torch.optim.Adam(population.actor_parameters(), lr=actor_lr)
+        self.critic = torch.optim.Adam(population.critic_parameters(), lr=critic_lr)
+
+    def step_actor(self, loss: Tensor) -> Tensor:
+        """Backpropagate ``loss`` (sum over agents) into the actors and step; returns grad norms ``[N]``."""
+        return self._step(self.actor, self.population.actor_parameters(), loss)
+
+    def step_critic(self, loss: Tensor) -> Tensor:
+        return self._step(self.critic, self.population.critic_parameters(), loss)
+
+    def _step(self, opt: torch.optim.Optimizer, params: Sequence[Tensor], loss: Tensor) -> Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        norms = per_agent_grad_clip_(params, self.population.n_agents, self.max_grad_norm)
+        opt.step()
+        return norms
+
+    def state_dict(self) -> dict:
+        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])

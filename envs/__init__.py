@@ -1,0 +1,53 @@
+"""confide.envs: batched multi-agent environments with individual rewards (contract in ``base.py``).
+
+``make_env(name, n_agents, batch_size, **kwargs)`` builds one by name:
+
+* ``"predation"``: ``CooperativePredation`` (kwargs ``scheme``, ``horizon``; decision 1).
+* ``"matrix"``: ``MatrixGameEnv`` of DPO App. C (kwarg ``game``: a ``MatrixGame`` or its name, default
+  ``"matrix_game_1"``); ``n_agents`` must be 2.
+
+The PettingZoo view of one episode lives in ``confide.envs.pettingzoo_view`` (imported on demand).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, get_args
+
+from confide.envs.base import FloorKind, Reset, StepResult, VecEnv, check_actions
+from confide.envs.matrix_games import MATRIX_GAMES, MatrixGame, MatrixGameEnv, matrix_game
+from confide.envs.predation import CooperativePredation
+
+EnvName = Literal["predation", "matrix"]
+ENV_NAMES: tuple[str, ...] = get_args(EnvName)
+
+
+def make_env(name: EnvName, n_agents: int, batch_size: int, **kwargs: Any) -> VecEnv:
+    """Build the batched environment ``name`` with ``n_agents`` agents and ``batch_size`` episodes."""
+    if name == "predation":
+        return CooperativePredation(n_agents, batch_size, **kwargs)
+    if name == "matrix":
+        if n_agents != 2:
+            raise ValueError(f"matrix games have exactly 2 agents, got n_agents={n_agents}")
+        game = kwargs.pop("game", MATRIX_GAMES[0])
+        if kwargs:
+            unexpected = ", ".join(sorted(kwargs))
+            raise ValueError(f"unexpected arguments for matrix: {unexpected}; only 'game' is accepted")
+        return MatrixGameEnv(game, batch_size)
+    raise ValueError(f"unknown environment {name!r}; known environments: {', '.join(ENV_NAMES)}")
+
+
+__all__ = [
+    "ENV_NAMES",
+    "MATRIX_GAMES",
+    "CooperativePredation",
+    "EnvName",
+    "FloorKind",
+    "MatrixGame",
+    "MatrixGameEnv",
+    "Reset",
+    "StepResult",
+    "VecEnv",
+    "check_actions",
+    "make_env",
+    "matrix_game",
+]
