@@ -48,7 +48,7 @@ def encode_payload(payload: dict[str, np.ndarray]) -> bytes:
     """Serialise named arrays; raises ValueError for unsupported dtypes or names."""
     parts = [struct.pack("<H", len(payload))]
     for name, value in payload.items():
-        arr = np.ascontiguousarray(value)
+        arr = np.asarray(value, order="C")
         key = arr.dtype.name
         if key not in DTYPE_CODES:
             raise ValueError(f"payload array {name!r}: unsupported dtype {key}")

@@ -3,6 +3,7 @@ metrics, once per update; writes ``config.json``, ``metrics.jsonl`` and ``summar
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +80,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", config.to_dict())
     metrics: list[dict[str, Any]] = []
+    live = open(out / "metrics.jsonl", "w") if out is not None else None  # streamed; rewritten atomically at the end
     bar = _progress(config, progress)
     n, updates = config.env.agents, config.train.updates
     for update in range(updates):
@@ -98,10 +100,15 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
         }
         _check_finite(row, update)
         metrics.append(row)
+        if live is not None:
+            live.write(json.dumps(row, sort_keys=True) + "\n")
+            live.flush()
         if bar is not None:
             bar.update(1, collective_return=row["collective_return"])
     if bar is not None:
         bar.close()
+    if live is not None:
+        live.close()
     summary = _summary(config, env, metrics, meter, learner, comms, time.perf_counter() - started)
     if out is not None:
         atomic_write_jsonl(out / "metrics.jsonl", metrics)

@@ -140,7 +140,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
     if origin is Literal:
         allowed = typing.get_args(hint)
-        _check(value in allowed, f"{where}: {value!r} is not one of {', '.join(map(str, allowed))}")
+        what = {"env.name": "environment", "algo.name": "algorithm"}.get(where, "value")
+        _check(value in allowed, f"{where}: unknown {what} {value!r} (known: {', '.join(map(str, allowed))})")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
