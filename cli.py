@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 from typing import Any, NoReturn
 
-from confide.experiments.config import ALGO_NAMES, ENV_NAMES, ConfigError, config_from_dict, load_config_file, merge
+from confide.experiments.config import (
+    ALGO_NAMES,
+    ENV_NAMES,
+    ConfigError,
+    config_from_dict,
+    load_config_file,
+    merge,
+)
 
 EXIT_USAGE = 2
 
@@ -41,7 +48,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="confide", description="Multi-agent RL under private rewards: train, compare, report.")
+    parser = _Parser(
+        prog="confide", description="Multi-agent RL under private rewards: train, compare, report."
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser("train", help="train one run")
     _common(t)
@@ -96,8 +105,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path("runs") / name
     result = train(config, out, progress=not args.no_progress)
     s = result.summary
-    print(f"normalised return {s['normalized_return']:.3f}  collective return {s['collective_return']:.1f}  "
-          f"bytes/agent/update {s['bytes_per_agent_per_update']:,.0f}  wall {s['wall_seconds']:.1f}s")
+    print(
+        f"normalised return {s['normalized_return']:.3f}  collective return {s['collective_return']:.1f}  "
+        f"bytes/agent/update {s['bytes_per_agent_per_update']:,.0f}  wall {s['wall_seconds']:.1f}s"
+    )
     print(f"run written to {out}")
     return 0
 
@@ -130,12 +141,16 @@ def cmd_dpo_exact(args: argparse.Namespace) -> int:
     if args.iterations < 1 or args.m_hat < 0 or args.c <= 0:
         raise ConfigError("--iterations must be >= 1, --m-hat >= 0 and --c > 0")
     out = Path(args.out)
-    traces = [run_dpo_exact(g.payoff, *default_starts()[k], m_hat=args.m_hat, c=args.c, iterations=args.iterations)
-              for k, g in enumerate(MATRIX_GAMES)]
+    traces = [
+        run_dpo_exact(g.payoff, *default_starts()[k], m_hat=args.m_hat, c=args.c, iterations=args.iterations)
+        for k, g in enumerate(MATRIX_GAMES)
+    ]
     out.mkdir(parents=True, exist_ok=True)
     plot_dpo_exact(traces, out / "dpo_exact.png")
     for g, tr in zip(MATRIX_GAMES, traces, strict=True):
-        print(f"{g.name}: J {tr.J[0]:.3f} -> {tr.J[-1]:.3f} (optimum {g.optimum():.1f}), converged={tr.converged}")
+        print(
+            f"{g.name}: J {tr.J[0]:.3f} -> {tr.J[-1]:.3f} (optimum {g.optimum():.1f}), converged={tr.converged}"
+        )
     print(f"plot written to {out / 'dpo_exact.png'}")
     return 0
 

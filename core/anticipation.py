@@ -29,4 +29,6 @@ def anticipation_sharing(
     generator: torch.Generator,
 ) -> DistributionSharing:
     """An AS learner for ``n_agents`` agents (defaults: AS Tables 1–2, ρ = 0.1 for C. Predation)."""
-    return DistributionSharing("as", "anticipation", n_agents, state_dim, n_actions, ppo, config, sizes, generator)
+    return DistributionSharing(
+        "as", "anticipation", n_agents, state_dim, n_actions, ppo, config, sizes, generator
+    )

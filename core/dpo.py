@@ -105,9 +105,11 @@ class DecentralizedPolicyOptimization:
                 ratio = (logp_a - old_logp_a[:, idx]).exp()
                 kl = categorical_kl(old_logp[:, idx], logp).clamp_min(0.0)
                 gain = coef * (ratio * adv[idx].T).mean(dim=1)
-                loss = -gain + self.beta1 * kl.clamp_min(1e-12).sqrt().mean(dim=1) + self.beta2 * kl.mean(dim=1)
+                loss = (
+                    -gain + self.beta1 * kl.clamp_min(1e-12).sqrt().mean(dim=1) + self.beta2 * kl.mean(dim=1)
+                )
                 self.optimiser.step_actor(loss.sum())
-            closs = critic_step(pop, self.optimiser, states, targets)
+                closs = critic_step(pop, self.optimiser, states[idx], targets[idx])
         with torch.no_grad():
             kl = categorical_kl(old_logp, torch.log_softmax(pop.own_logits(states), dim=-1)).clamp_min(0.0)
             kl_mean, sqrt_mean = kl.mean(dim=1), kl.sqrt().mean(dim=1)
@@ -134,7 +136,9 @@ class DecentralizedPolicyOptimization:
         """Send (mean KL, mean √KL) to every other agent; average own and received values per agent."""
         n = kl_mean.shape[0]
         outgoing = [
-            Message(j, i, KL_STATS, comms.round, {"kl": np.array([kl_mean[j], sqrt_mean[j]], dtype=np.float32)})
+            Message(
+                j, i, KL_STATS, comms.round, {"kl": np.array([kl_mean[j], sqrt_mean[j]], dtype=np.float32)}
+            )
             for j in range(n)
             for i in range(n)
             if i != j

@@ -80,7 +80,7 @@ FIG11_STARTS: dict[str, tuple[float, float]] = {
 }
 """Stated starting policies ``(p0, q0)`` per game for Fig. 11 (see the module docstring)."""
 
-_GRID_POINTS = 160
+_GRID_POINTS = 48
 _SERIES_CUTOFF = 1e-3
 
 Payoff = MatrixGame | np.ndarray | Sequence[float] | Sequence[Sequence[float]]
@@ -193,32 +193,52 @@ def individual_objective(
     return float(_objective(slope, old, np.asarray(new_prob), m_hat, c))
 
 
+def _phi_scalar(u: float) -> float:
+    if abs(u) < _SERIES_CUTOFF:
+        return u * u * (1 / 2 - u * (1 / 3 - u * (1 / 4 - u * (1 / 5 - u * (1 / 6 - u / 7)))))
+    return u - math.log1p(u)
+
+
+def _objective_scalar(slope: float, old: float, new: float, m_hat: float, c: float) -> float:
+    """``_objective`` for one float, in plain ``math`` (the inner loop of the bounded search)."""
+    delta = new - old
+    kl = max(old * _phi_scalar(delta / old) + (1.0 - old) * _phi_scalar(-delta / (1.0 - old)), 0.0)
+    return slope * delta - m_hat * math.sqrt(kl) - c * kl
+
+
 def _argmax_agent(slope: float, old: float, m_hat: float, c: float) -> float:
-    """The agent's Eq. 17 argmax over ``[PROB_FLOOR, 1 − PROB_FLOOR]``; ``old`` unless strictly better."""
-    best_x, best_f = old, 0.0
-    for direction, length in ((1.0, 1.0 - PROB_FLOOR - old), (-1.0, old - PROB_FLOOR)):
-        if length <= 0.0:
-            continue
-        steps = length * np.geomspace(1e-12, 1.0, _GRID_POINTS)
-        values = _objective(slope, old, np.clip(old + direction * steps, PROB_FLOOR, 1 - PROB_FLOOR), m_hat, c)
-        k = int(np.argmax(values))
-        if values[k] > best_f:
-            best_x, best_f = float(np.clip(old + direction * steps[k], PROB_FLOOR, 1 - PROB_FLOOR)), float(values[k])
-        lo = steps[k - 1] if k > 0 else 0.0
-        hi = steps[k + 1] if k + 1 < _GRID_POINTS else length
-        res = minimize_scalar(
-            lambda s, d=direction: -float(
-                _objective(slope, old, np.clip(old + d * s, PROB_FLOOR, 1 - PROB_FLOOR), m_hat, c)
-            ),
-            bounds=(lo, hi),
-            method="bounded",
-            options={"xatol": 1e-300},
-        )
-        x = float(np.clip(old + direction * res.x, PROB_FLOOR, 1 - PROB_FLOOR))
-        f = float(_objective(slope, old, np.asarray(x), m_hat, c))
-        if f > best_f:
-            best_x, best_f = x, f
-    return best_x
+    """The agent's Eq. 17 argmax over ``[PROB_FLOOR, 1 − PROB_FLOOR]``; ``old`` unless strictly better.
+
+    ``slope`` is ``(1/N)(A(0) − A(1))``. Only the side the gain points to can beat ``old`` (on the other
+    side the gain is ≤ 0 and both penalties ≥ 0). Pinsker for two actions (``KL ≥ 2δ²``) bounds the
+    objective by ``(|slope| − √2·M̂)·δ − 2C·δ²``, so no step helps when ``|slope| ≤ √2·M̂`` (the theorem's
+    M̂ always lands here) and none longer than ``(|slope| − √2·M̂)/(2C)`` does: the search is confined to
+    that interval, first on a geometric grid of step lengths, then refined by a bounded scalar search in
+    the best grid bracket.
+    """
+    direction = 1.0 if slope > 0.0 else -1.0
+    excess = abs(slope) - math.sqrt(2.0) * m_hat
+    room = (1.0 - PROB_FLOOR - old) if direction > 0 else (old - PROB_FLOOR)
+    length = min(room, excess / (2.0 * c))
+    if excess <= 0.0 or length <= 0.0:
+        return old
+    steps = length * np.geomspace(1e-12, 1.0, _GRID_POINTS)
+    values = _objective(slope, old, old + direction * steps, m_hat, c)
+    k = int(np.argmax(values))
+    best_x, best_f = old + direction * float(steps[k]), float(values[k])
+    res = minimize_scalar(
+        lambda s: -_objective_scalar(slope, old, old + direction * s, m_hat, c),
+        bounds=(float(steps[k - 1]) if k > 0 else 0.0, float(steps[k + 1]) if k + 1 < _GRID_POINTS else length),
+        method="bounded",
+        options={"xatol": 1e-300},
+    )
+    x = old + direction * float(res.x)
+    f = _objective_scalar(slope, old, x, m_hat, c)
+    if f > best_f:
+        best_x, best_f = x, f
+    if best_f <= 0.0:
+        return old
+    return min(max(best_x, PROB_FLOOR), 1.0 - PROB_FLOOR)
 
 
 def dpo_exact_step(payoff: Payoff, p: float, q: float, m_hat: float, c: float) -> tuple[float, float]:

@@ -151,7 +151,7 @@ class DistributionSharing:
         return self.population.own_logits(states)
 
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
-        pop, n = self.population, self.population.n_agents
+        pop = self.population
         states, actions = rollout.flat_states(), rollout.flat_actions()
         m = states.shape[0]
         stats: dict[str, float] = {}
@@ -165,17 +165,30 @@ class DistributionSharing:
             outgoing = distribution_messages(old_probs, neighbourhood, "policy", comms.round, False)
             outgoing += distribution_messages(old_probs, neighbourhood, self.head_kind, comms.round, True)
             inbox = comms.exchange(outgoing)
-            peer_policy, has_policy = gather_distributions(inbox, "policy", comms, m, pop.n_actions, neighbourhood)
-            peer_head, has_head = gather_distributions(inbox, self.head_kind, comms, m, pop.n_actions, neighbourhood)
+            peer_policy, has_policy = gather_distributions(
+                inbox, "policy", comms, m, pop.n_actions, neighbourhood
+            )
+            peer_head, has_head = gather_distributions(
+                inbox, self.head_kind, comms, m, pop.n_actions, neighbourhood
+            )
             for idx in minibatch_indices(m, self.ppo.minibatches, self.generator):
-                peers = PeerInbox(peer_policy[:, :, idx], has_policy[:, :, idx], peer_head[:, :, idx], has_head[:, :, idx])
+                peers = PeerInbox(
+                    peer_policy[:, :, idx], has_policy[:, :, idx], peer_head[:, :, idx], has_head[:, :, idx]
+                )
                 logp = torch.log_softmax(pop.all_logits(states[idx]), dim=-1)
                 loss, s = dual_clipped_loss(
-                    logp, old_logp[:, :, idx], actions[idx], adv[idx], kappa, peers, self.config, self.ppo.clip_eps
+                    logp,
+                    old_logp[:, :, idx],
+                    actions[idx],
+                    adv[idx],
+                    kappa,
+                    peers,
+                    self.config,
+                    self.ppo.clip_eps,
                 )
                 self.optimiser.step_actor(loss.sum())
+                closs = critic_step(pop, self.optimiser, states[idx], targets[idx])
                 xi_min, xi_max = min(xi_min, float(s["xi_n_min"])), max(xi_max, float(s["xi_n_max"]))
-            closs = critic_step(pop, self.optimiser, states, targets)
         stats["loss/surrogate"] = float(s["surrogate"].mean())
         stats["loss/penalty"] = float(s["penalty"].mean())
         stats["loss/critic"] = float(closs.mean())

@@ -7,7 +7,9 @@ import torch
 from torch import Tensor
 
 
-def gae(rewards: Tensor, values: Tensor, next_values: Tensor, ends: Tensor, gamma: float, lam: float) -> Tensor:
+def gae(
+    rewards: Tensor, values: Tensor, next_values: Tensor, ends: Tensor, gamma: float, lam: float
+) -> Tensor:
     """Advantages ``[T, ...]``.
 
     Args:

@@ -11,7 +11,13 @@ from torch import Tensor
 
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.population import NetworkSizes, Population, PopulationOptimiser
-from confide.core.ppo import PpoSettings, advantages_and_targets, clipped_surrogate, critic_step, minibatch_indices
+from confide.core.ppo import (
+    PpoSettings,
+    advantages_and_targets,
+    clipped_surrogate,
+    critic_step,
+    minibatch_indices,
+)
 from confide.core.rollout import Rollout
 
 MESSAGE_KINDS: tuple[str, ...] = ()
@@ -23,7 +29,13 @@ class IndependentPPO:
     message_kinds = MESSAGE_KINDS
 
     def __init__(
-        self, n_agents: int, state_dim: int, n_actions: int, ppo: PpoSettings, sizes: NetworkSizes, generator: torch.Generator
+        self,
+        n_agents: int,
+        state_dim: int,
+        n_actions: int,
+        ppo: PpoSettings,
+        sizes: NetworkSizes,
+        generator: torch.Generator,
     ) -> None:
         self.name = "ippo"
         self.ppo = ppo
@@ -48,7 +60,7 @@ class IndependentPPO:
                 entropy = -(logp.exp() * logp).sum(-1)
                 loss = -(surrogate + self.ppo.entropy_coef * entropy).mean(dim=1)
                 self.optimiser.step_actor(loss.sum())
-            closs = critic_step(pop, self.optimiser, states, targets)
+                closs = critic_step(pop, self.optimiser, states[idx], targets[idx])
         return {"loss/surrogate": float(surrogate.detach().mean()), "loss/critic": float(closs.mean())}
 
     def state_dict(self) -> dict:

@@ -29,7 +29,9 @@ class PpoSettings:
 
 
 @torch.no_grad()
-def advantages_and_targets(population: Population, rollout: Rollout, gamma: float, lam: float) -> tuple[Tensor, Tensor]:
+def advantages_and_targets(
+    population: Population, rollout: Rollout, gamma: float, lam: float
+) -> tuple[Tensor, Tensor]:
     """Each agent's GAE advantages Â_i and λ-return targets, both ``[M, N]`` (M = T·B).
 
     Agent i's critic V_i sees only agent i's reward (AS/SS Eq. 17; decision 11 λ-returns).
@@ -43,7 +45,9 @@ def advantages_and_targets(population: Population, rollout: Rollout, gamma: floa
     return adv.reshape(T * B, n), targets.reshape(T * B, n)
 
 
-def critic_step(population: Population, optimiser: PopulationOptimiser, states: Tensor, targets: Tensor) -> Tensor:
+def critic_step(
+    population: Population, optimiser: PopulationOptimiser, states: Tensor, targets: Tensor
+) -> Tensor:
     """One regression step of every critic on its own targets ``[M, N]``; returns per-agent losses ``[N]``."""
     values = population.values(states)  # [N, M]
     losses = ((values - targets.T) ** 2).mean(dim=1)

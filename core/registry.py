@@ -48,4 +48,6 @@ def build_learner(config: RunConfig, state_dim: int, n_actions: int, generator: 
         return learner
     if name == "ippo":
         return IndependentPPO(n, state_dim, n_actions, ppo, sizes, generator)
-    return DecentralizedPolicyOptimization(name, n, state_dim, n_actions, ppo, hp.dpo_config(config), sizes, generator)
+    return DecentralizedPolicyOptimization(
+        name, n, state_dim, n_actions, ppo, hp.dpo_config(config), sizes, generator
+    )

@@ -27,4 +27,6 @@ def suggestion_sharing(
     generator: torch.Generator,
 ) -> DistributionSharing:
     """An SS learner for ``n_agents`` agents (defaults: SS Tables 1–2, denominator π^{jj}_old)."""
-    return DistributionSharing("ss", "suggestion", n_agents, state_dim, n_actions, ppo, config, sizes, generator)
+    return DistributionSharing(
+        "ss", "suggestion", n_agents, state_dim, n_actions, ppo, config, sizes, generator
+    )

@@ -46,7 +46,9 @@ def make_run_env(config: RunConfig) -> VecEnv:
 def make_schedule(config: RunConfig, rng: np.random.Generator) -> NeighbourSchedule:
     t = config.topology
     kind = t.kind or DEFAULT_TOPOLOGY[config.env.name]
-    return NeighbourSchedule(GraphConfig(kind=kind, radius=t.radius, partners=t.partners, period=t.period), config.env.agents, rng)
+    return NeighbourSchedule(
+        GraphConfig(kind=kind, radius=t.radius, partners=t.partners, period=t.period), config.env.agents, rng
+    )
 
 
 def neighbourhood_for(schedule: NeighbourSchedule, update: int, rollout: Rollout) -> Neighbourhood:
@@ -80,9 +82,11 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
         out.mkdir(parents=True, exist_ok=True)
         atomic_write_json(out / "config.json", config.to_dict())
     metrics: list[dict[str, Any]] = []
-    live = open(out / "metrics.jsonl", "w") if out is not None else None  # streamed; rewritten atomically at the end
+    live = (
+        open(out / "metrics.jsonl", "w") if out is not None else None
+    )  # streamed; rewritten atomically at the end
     bar = _progress(config, progress)
-    n, updates = config.env.agents, config.train.updates
+    updates = config.train.updates
     for update in range(updates):
         rollout = collect_rollout(env, learner.act_logits, env_rng, generator)
         neighbourhood = neighbourhood_for(schedule, update, rollout)

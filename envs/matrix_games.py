@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from confide.envs.base import FloorKind, Reset, StepResult, check_actions
 
 

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from confide.envs.base import VecEnv
 from gymnasium import spaces
 from pettingzoo import ParallelEnv
+
+from confide.envs.base import VecEnv
 
 
 class ParallelEpisode(ParallelEnv):

@@ -37,6 +37,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 import numpy as np
+
 from confide.envs.base import FloorKind, Reset, StepResult, check_actions
 
 PredationScheme = Literal["as", "ss"]

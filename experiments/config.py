@@ -40,7 +40,10 @@ class EnvConfig:
     game: int = 1  # matrix game 1..4 (DPO App. C)
 
     def __post_init__(self) -> None:
-        _check(self.name in ENV_NAMES, f"env.name: unknown environment {self.name!r} (known: {', '.join(ENV_NAMES)})")
+        _check(
+            self.name in ENV_NAMES,
+            f"env.name: unknown environment {self.name!r} (known: {', '.join(ENV_NAMES)})",
+        )
         _check(self.agents >= 2, f"env.agents must be at least 2, got {self.agents}")
         _check(self.agents <= 64, f"env.agents must be at most 64, got {self.agents}")
         _check(1 <= self.game <= 4, f"env.game must be 1..4, got {self.game}")
@@ -57,7 +60,10 @@ class AlgoConfig:
     one_over_n: bool | None = None  # DPO's 1/N factor; None = per variant
 
     def __post_init__(self) -> None:
-        _check(self.name in ALGO_NAMES, f"algo.name: unknown algorithm {self.name!r} (known: {', '.join(ALGO_NAMES)})")
+        _check(
+            self.name in ALGO_NAMES,
+            f"algo.name: unknown algorithm {self.name!r} (known: {', '.join(ALGO_NAMES)})",
+        )
         _check(self.rho is None or self.rho >= 0, f"algo.rho must be >= 0, got {self.rho}")
         _check(
             self.ratio_product_clip is None or self.ratio_product_clip > 1,
@@ -161,11 +167,15 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         _check(isinstance(value, bool), f"{where}: expected true/false, got {value!r}")
         return value
     if hint is int:
-        _check(isinstance(value, int) and not isinstance(value, bool), f"{where}: expected an integer, got {value!r}")
+        _check(
+            isinstance(value, int) and not isinstance(value, bool),
+            f"{where}: expected an integer, got {value!r}",
+        )
         return value
     if hint is float:
         _check(
-            isinstance(value, int | float) and not isinstance(value, bool), f"{where}: expected a number, got {value!r}"
+            isinstance(value, int | float) and not isinstance(value, bool),
+            f"{where}: expected a number, got {value!r}",
         )
         v = float(value)
         _check(v == v and abs(v) != float("inf"), f"{where}: expected a finite number, got {value!r}")
@@ -181,7 +191,10 @@ def section_from_dict(cls: type, data: Any, where: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
-    _check(not unknown, f"{where}: unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(names))})")
+    _check(
+        not unknown,
+        f"{where}: unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(names))})",
+    )
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -203,7 +216,9 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         else:
             data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as err:
-        raise ConfigError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {str(err).splitlines()[0]}") from err
+        raise ConfigError(
+            f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {str(err).splitlines()[0]}"
+        ) from err
     _check(isinstance(data, dict), f"config file {p}: the top level must be a table/object")
     return data
 

@@ -32,7 +32,9 @@ def load_runs(root: Path) -> dict[str, list[dict[str, Any]]]:
         if not summary.get("complete"):
             continue
         metrics = read_jsonl(summary_path.parent / "metrics.jsonl")
-        runs[summary["algo"]].append({"summary": summary, "metrics": metrics, "dir": summary_path.parent.name})
+        runs[summary["algo"]].append(
+            {"summary": summary, "metrics": metrics, "dir": summary_path.parent.name}
+        )
     return dict(runs)
 
 
@@ -47,7 +49,9 @@ def _normalised_curves(runs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarr
     s = runs[0]["summary"]
     lo, hi = s["floor_collective_return"], s["optimal_collective_return"]
     length = min(len(r["metrics"]) for r in runs)
-    curves = np.array([[(m["collective_return"] - lo) / (hi - lo) for m in r["metrics"][:length]] for r in runs])
+    curves = np.array(
+        [[(m["collective_return"] - lo) / (hi - lo) for m in r["metrics"][:length]] for r in runs]
+    )
     steps = np.array([m["env_steps"] for m in runs[0]["metrics"][:length]])
     return steps, curves
 
@@ -124,7 +128,9 @@ def plot_heads(runs: dict[str, list[dict[str, Any]]], path: Path) -> bool:
             mean, lo, hi = mean_ci(vals)
             axes[0].plot(steps, mean, color=f"C{k}", label=f"{algo} {key.split('/')[-1]}")
             axes[0].fill_between(steps, lo, hi, color=f"C{k}", alpha=0.15)
-        mse_keys = sorted(key for key in rs[0]["metrics"][0] if key.startswith("heads/mse/")) or ["heads/mse_mean"]
+        mse_keys = sorted(key for key in rs[0]["metrics"][0] if key.startswith("heads/mse/")) or [
+            "heads/mse_mean"
+        ]
         for key in mse_keys:
             vals = np.array([[m[key] for m in r["metrics"][:length]] for r in rs])
             mean, lo, hi = mean_ci(vals)
@@ -183,7 +189,9 @@ def write_report(root: Path, title: str) -> Path:
     for algo, rs in runs.items():
         kinds = rs[0]["summary"]["bytes_sent"]
         for kind in kinds:
-            lines.append(f"| {algo} | {kind} | {np.mean([r['summary']['bytes_sent'].get(kind, 0) for r in rs]):,.0f} |")
+            lines.append(
+                f"| {algo} | {kind} | {np.mean([r['summary']['bytes_sent'].get(kind, 0) for r in rs]):,.0f} |"
+            )
     lines += [
         "",
         "## Plots",

@@ -9,7 +9,9 @@ import numpy as np
 from scipy import stats
 
 
-def mean_ci(values: np.ndarray, axis: int = 0, level: float = 0.95) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def mean_ci(
+    values: np.ndarray, axis: int = 0, level: float = 0.95
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and the lower/upper bounds of a t confidence interval along ``axis``.
 
     With a single value the interval collapses to the value.

@@ -5,7 +5,14 @@ import pytest
 
 from confide.channels import array_wire_bytes
 from confide.core.trainer import train
-from confide.experiments.config import AlgoConfig, EnvConfig, PpoConfig, RunConfig, TopologyConfig, TrainConfig
+from confide.experiments.config import (
+    AlgoConfig,
+    EnvConfig,
+    PpoConfig,
+    RunConfig,
+    TopologyConfig,
+    TrainConfig,
+)
 
 N, B, T, A, K = 3, 2, 30, 2, 3
 
@@ -46,7 +53,10 @@ def test_shared_statistics_dpo_sends_two_scalars_to_every_other_agent_each_updat
     updates = 2
     summary = train(_config("dpo_shared", updates=updates, iterations=2)).summary
     per_message = 2 + array_wire_bytes("kl", (2,), 4)  # two float32 scalars
-    assert summary["bytes_sent"] == {"total": updates * N * (N - 1) * per_message, "kl_stats": updates * N * (N - 1) * per_message}
+    assert summary["bytes_sent"] == {
+        "total": updates * N * (N - 1) * per_message,
+        "kl_stats": updates * N * (N - 1) * per_message,
+    }
 
 
 def test_communication_period_silences_gap_updates():

@@ -65,7 +65,11 @@ def test_trailing_bytes_and_unknown_dtype_are_rejected():
 
 def test_ideal_channel_delivers_copies_grouped_by_receiver():
     payload = {"probs": np.array([[0.25, 0.75]], dtype=np.float32)}
-    msgs = [Message(0, 1, "policy", 4, payload), Message(2, 1, "policy", 4, payload), Message(1, 0, "x", 4, payload)]
+    msgs = [
+        Message(0, 1, "policy", 4, payload),
+        Message(2, 1, "policy", 4, payload),
+        Message(1, 0, "x", 4, payload),
+    ]
     inbox = IdealChannel().exchange(4, msgs)
     assert len(inbox) == 3
     assert [m.sender for m in inbox.for_agent(1)] == [0, 2]
@@ -85,7 +89,9 @@ def test_meter_counts_kinds_and_links_and_tap_records_digests():
     b = {"v": np.zeros(3, np.float64)}
     meter = Meter(IdealChannel())
     tap = Tap(meter, keep_payloads=True)
-    tap.exchange(0, [Message(0, 1, "policy", 0, a), Message(1, 0, "value", 0, b), Message(0, 2, "policy", 0, a)])
+    tap.exchange(
+        0, [Message(0, 1, "policy", 0, a), Message(1, 0, "value", 0, b), Message(0, 2, "policy", 0, a)]
+    )
     size_a, size_b = len(encode_payload(a)), len(encode_payload(b))
     assert meter.bytes_by_kind == {"policy": 2 * size_a, "value": size_b}
     assert meter.bytes_by_link[(0, 1)] == size_a and meter.bytes_by_link[(1, 0)] == size_b
@@ -96,6 +102,10 @@ def test_meter_counts_kinds_and_links_and_tap_records_digests():
         "other": 0,
         "value": size_b,
     }
-    assert [(e.sender, e.receiver, e.kind) for e in tap.entries] == [(0, 1, "policy"), (1, 0, "value"), (0, 2, "policy")]
+    assert [(e.sender, e.receiver, e.kind) for e in tap.entries] == [
+        (0, 1, "policy"),
+        (1, 0, "value"),
+        (0, 2, "policy"),
+    ]
     assert tap.entries[0].digest == hashlib.sha256(encode_payload(a)).hexdigest()
     assert len(tap.payloads) == 3

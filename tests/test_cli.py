@@ -10,7 +10,9 @@ from confide.cli import main
 
 
 def _run_cli(*args: str, cwd=None):
-    return subprocess.run([sys.executable, "-m", "confide", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "confide", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 @pytest.mark.parametrize(
@@ -46,7 +48,7 @@ def test_bad_arguments_give_one_line_and_status_2(args, needle, capsys):
         ("[train\n", ".toml", "not valid toml"),
         ("{not json", ".json", "not valid json"),
         ('{"colour": 1}', ".json", "unknown key(s) colour"),
-        ('[1, 2]', ".json", "top level"),
+        ("[1, 2]", ".json", "top level"),
     ],
 )
 def test_bad_config_files_give_one_line_and_status_2(tmp_path, capsys, content, suffix, needle):
@@ -64,9 +66,11 @@ def test_missing_config_file(tmp_path, capsys):
 
 def test_train_writes_config_metrics_and_summary_and_flags_override_file(tmp_path):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[train]\nupdates = 5\nbatch = 2\n[env]\nagents = 3\n')
+    cfg.write_text("[train]\nupdates = 5\nbatch = 2\n[env]\nagents = 3\n")
     out = tmp_path / "run"
-    proc = _run_cli("train", "--config", str(cfg), "--updates", "2", "--algo", "ss", "--out", str(out), "--no-progress")
+    proc = _run_cli(
+        "train", "--config", str(cfg), "--updates", "2", "--algo", "ss", "--out", str(out), "--no-progress"
+    )
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout
     config = json.loads((out / "config.json").read_text())
@@ -75,8 +79,18 @@ def test_train_writes_config_metrics_and_summary_and_flags_override_file(tmp_pat
     assert [r["update"] for r in rows] == [0, 1]
     summary = json.loads((out / "summary.json").read_text())
     for key in (
-        "collective_return", "optimal_collective_return", "defect_collective_return", "normalized_return",
-        "bytes_sent", "bytes_per_agent_per_update", "env_steps", "updates", "wall_seconds", "seed", "algo", "env",
+        "collective_return",
+        "optimal_collective_return",
+        "defect_collective_return",
+        "normalized_return",
+        "bytes_sent",
+        "bytes_per_agent_per_update",
+        "env_steps",
+        "updates",
+        "wall_seconds",
+        "seed",
+        "algo",
+        "env",
     ):
         assert key in summary
     assert summary["optimal_collective_return"] == -90.0 and summary["defect_collective_return"] == -450.0
@@ -86,11 +100,30 @@ def test_train_writes_config_metrics_and_summary_and_flags_override_file(tmp_pat
 def test_compare_writes_report_with_plots(tmp_path):
     out = tmp_path / "cmp"
     proc = _run_cli(
-        "compare", "--agents", "2", "--algos", "as,ippo", "--seeds", "2", "--updates", "2", "--batch", "2",
-        "--workers", "1", "--out", str(out), "--no-progress",
+        "compare",
+        "--agents",
+        "2",
+        "--algos",
+        "as,ippo",
+        "--seeds",
+        "2",
+        "--updates",
+        "2",
+        "--batch",
+        "2",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
     )
     assert proc.returncode == 0, proc.stderr
     report = (out / "report.md").read_text()
     assert "| as | 2 |" in report and "| ippo | 2 |" in report
-    for png in ("learning_curves.png", "final_normalized_return.png", "bytes_per_agent_per_update.png", "heads.png"):
+    for png in (
+        "learning_curves.png",
+        "final_normalized_return.png",
+        "bytes_per_agent_per_update.png",
+        "heads.png",
+    ):
         assert (out / png).stat().st_size > 1000

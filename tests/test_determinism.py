@@ -5,7 +5,9 @@ from confide.experiments.config import AlgoConfig, EnvConfig, RunConfig, TrainCo
 
 
 def _run(algo: str, seed: int):
-    cfg = RunConfig(env=EnvConfig(agents=4), algo=AlgoConfig(name=algo), train=TrainConfig(updates=3, batch=4, seed=seed))
+    cfg = RunConfig(
+        env=EnvConfig(agents=4), algo=AlgoConfig(name=algo), train=TrainConfig(updates=3, batch=4, seed=seed)
+    )
     return train(cfg)
 
 

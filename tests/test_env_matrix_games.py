@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from confide.envs import make_env
-from confide.envs.matrix_games import MATRIX_GAMES, MatrixGame, MatrixGameEnv, matrix_game
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from confide.envs import make_env
+from confide.envs.matrix_games import MATRIX_GAMES, MatrixGame, MatrixGameEnv, matrix_game
 
 ABCD = [(5, 7, 6, 4), (1, 3, 5, 4), (7, 1, 1, 3), (20, 0, 0, 10)]
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from confide.envs import ENV_NAMES, make_env
-from confide.envs.predation import CooperativePredation, scheme_payoffs
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from confide.envs import ENV_NAMES, make_env
+from confide.envs.predation import CooperativePredation, scheme_payoffs
 
 
 def rollout_return(env: CooperativePredation, policy, seed: int = 0) -> np.ndarray:

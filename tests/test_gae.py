@@ -21,7 +21,9 @@ def test_hand_computed_three_step_chain():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 12), st.integers(1, 3), st.floats(0.5, 1.0), st.floats(0.0, 1.0), st.integers(0, 2**31 - 1))
+@given(
+    st.integers(1, 12), st.integers(1, 3), st.floats(0.5, 1.0), st.floats(0.0, 1.0), st.integers(0, 2**31 - 1)
+)
 def test_vectorised_equals_reference(T, B, gamma, lam, seed):
     rng = np.random.default_rng(seed)
     r = rng.normal(size=(T, B, 2)).astype(np.float32)
@@ -29,7 +31,14 @@ def test_vectorised_equals_reference(T, B, gamma, lam, seed):
     nv = rng.normal(size=(T, B, 2)).astype(np.float32)
     ends = rng.random((T, B)) < 0.2
     ends[-1] = True
-    out = gae(torch.from_numpy(r), torch.from_numpy(v), torch.from_numpy(nv), torch.from_numpy(ends)[..., None], gamma, lam)
+    out = gae(
+        torch.from_numpy(r),
+        torch.from_numpy(v),
+        torch.from_numpy(nv),
+        torch.from_numpy(ends)[..., None],
+        gamma,
+        lam,
+    )
     for b in range(B):
         for i in range(2):
             ref = gae_reference(r[:, b, i], v[:, b, i], nv[:, b, i], ends[:, b], gamma, lam)

@@ -19,8 +19,12 @@ def test_stacked_mlp_equals_per_module_reference_forward_and_backward():
     (ref_out * weights).sum().backward()
     for layer in range(3):
         for g in range(6):
-            torch.testing.assert_close(bank.weights[layer].grad[g], ref[g][2 * layer].weight.grad.T, rtol=1e-4, atol=1e-6)
-            torch.testing.assert_close(bank.biases[layer].grad[g], ref[g][2 * layer].bias.grad, rtol=1e-4, atol=1e-6)
+            torch.testing.assert_close(
+                bank.weights[layer].grad[g], ref[g][2 * layer].weight.grad.T, rtol=1e-4, atol=1e-6
+            )
+            torch.testing.assert_close(
+                bank.biases[layer].grad[g], ref[g][2 * layer].bias.grad, rtol=1e-4, atol=1e-6
+            )
 
 
 def test_index_selects_groups_and_per_group_inputs_work():
@@ -53,7 +57,7 @@ def test_stacked_adam_with_per_agent_clipping_equals_separate_optimisers():
     refs = reference_modules(bank)
     opt = torch.optim.Adam(bank.group_parameters(), lr=1e-2)
     ref_opts = [torch.optim.Adam(m.parameters(), lr=1e-2) for m in refs]
-    for step in range(5):
+    for _ in range(5):
         x = torch.randn(7, 4, generator=gen)
         scales = torch.tensor([1.0, 50.0, 0.01])  # agent 1's gradient is large: it alone gets clipped
         opt.zero_grad()

@@ -7,12 +7,13 @@ from functools import partial
 
 import numpy as np
 import pytest
+from gymnasium import spaces
+from pettingzoo.test import parallel_api_test, parallel_seed_test
+
 from confide.envs import make_env
 from confide.envs.matrix_games import MatrixGameEnv
 from confide.envs.pettingzoo_view import ParallelEpisode
 from confide.envs.predation import CooperativePredation
-from gymnasium import spaces
-from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 FACTORIES = {
     "predation_ss": partial(CooperativePredation, 4, scheme="ss", horizon=10),

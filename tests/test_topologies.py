@@ -8,6 +8,10 @@ import math
 import networkx as nx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
 from confide.topologies import (
     NeighbourSchedule,
     TopologyConfig,
@@ -21,9 +25,6 @@ from confide.topologies import (
     random_partners,
     ring,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 T, F = True, False
 

@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args
 
 import networkx as nx
 import numpy as np
+
 from confide.topologies.dynamic import communication_round, radius_mask, random_partners
 from confide.topologies.graphs import adjacency_mask, complete, from_edges, grid, line, ring
 
