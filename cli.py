@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/dpo_exact", help="output directory")
     d.add_argument("--m-hat", type=float, default=0.1, help="scaled-down M̂ (decision 7)")
     d.add_argument("--c", type=float, default=10.0, help="the KL constant C")
-    d.add_argument("--iterations", type=int, default=100)
+    d.add_argument("--iterations", type=int, default=2000)
     return parser
 
 
@@ -135,21 +135,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_dpo_exact(args: argparse.Namespace) -> int:
-    from confide.core.dpo_exact import default_starts, plot_dpo_exact, run_dpo_exact
+    from confide.core.dpo_exact import fig11_traces, plot_dpo_exact
     from confide.envs.matrix_games import MATRIX_GAMES
 
     if args.iterations < 1 or args.m_hat < 0 or args.c <= 0:
         raise ConfigError("--iterations must be >= 1, --m-hat >= 0 and --c > 0")
     out = Path(args.out)
-    traces = [
-        run_dpo_exact(g.payoff, *default_starts()[k], m_hat=args.m_hat, c=args.c, iterations=args.iterations)
-        for k, g in enumerate(MATRIX_GAMES)
-    ]
+    traces = fig11_traces(m_hat=args.m_hat, c=args.c, iterations=args.iterations)
     out.mkdir(parents=True, exist_ok=True)
     plot_dpo_exact(traces, out / "dpo_exact.png")
     for g, tr in zip(MATRIX_GAMES, traces, strict=True):
         print(
-            f"{g.name}: J {tr.J[0]:.3f} -> {tr.J[-1]:.3f} (optimum {g.optimum():.1f}), converged={tr.converged}"
+            f"{g.name}: p,q ({tr.p[0]:.2f}, {tr.q[0]:.2f}) -> ({tr.p[-1]:.3f}, {tr.q[-1]:.3f})  "
+            f"J {tr.J[0]:.3f} -> {tr.J[-1]:.3f} (optimum {g.optimum():.1f}) in {len(tr.J) - 1} steps, "
+            f"converged={tr.converged}"
         )
     print(f"plot written to {out / 'dpo_exact.png'}")
     return 0
