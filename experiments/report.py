@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 
 from confide.experiments.io import atomic_write_bytes, read_jsonl  # noqa: E402
@@ -39,6 +40,9 @@ def load_runs(root: Path) -> dict[str, list[dict[str, Any]]]:
 
 
 def _save(fig: plt.Figure, path: Path) -> None:
+    for ax in fig.axes:
+        if "steps" in ax.get_xlabel():
+            ax.xaxis.set_major_formatter(EngFormatter())
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -110,6 +114,27 @@ def plot_bytes(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     _save(fig, path)
 
 
+def plot_cooperation(runs: dict[str, list[dict[str, Any]]], path: Path) -> bool:
+    """Mean probability the agents' own policies give the cooperative action ("approach")."""
+    key = "policy/approach_mean"
+    if not all(key in rs[0]["metrics"][0] for rs in runs.values()):
+        return False
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    for k, (algo, rs) in enumerate(runs.items()):
+        length = min(len(r["metrics"]) for r in rs)
+        steps = np.array([m["env_steps"] for m in rs[0]["metrics"][:length]])
+        vals = np.array([[m[key] for m in r["metrics"][:length]] for r in rs])
+        mean, lo, hi = mean_ci(vals)
+        ax.plot(steps, mean, color=f"C{k}", label=algo)
+        ax.fill_between(steps, lo, hi, color=f"C{k}", alpha=0.15)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("P(cooperative action) of own policies")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+    return True
+
+
 def plot_heads(runs: dict[str, list[dict[str, Any]]], path: Path) -> bool:
     """Fig. 7 (AS) / Fig. 5 (SS): approach proportion and MSE of the heads, per ordered pair."""
     with_heads = {a: rs for a, rs in runs.items() if "heads/mse_mean" in rs[0]["metrics"][0]}
@@ -154,6 +179,7 @@ def write_report(root: Path, title: str) -> Path:
     plot_final(runs, root / "final_normalized_return.png")
     plot_bytes(runs, root / "bytes_per_agent_per_update.png")
     has_heads = plot_heads(runs, root / "heads.png")
+    has_coop = plot_cooperation(runs, root / "cooperation.png")
     first = next(iter(runs.values()))[0]["summary"]
     lines = [
         f"# {title}",
@@ -202,6 +228,8 @@ def write_report(root: Path, title: str) -> Path:
         "",
         "![bytes per agent per update](bytes_per_agent_per_update.png)",
     ]
+    if has_coop:
+        lines += ["", "![own policies' cooperation rate](cooperation.png)"]
     if has_heads:
         lines += ["", "![heads: approach proportion and MSE](heads.png)"]
     report = root / "report.md"
