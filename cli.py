@@ -35,6 +35,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--agents", type=int, help="number of agents N (default 8)")
     p.add_argument("--scheme", help="C. Predation reward scheme: ss (default) or as")
     p.add_argument("--game", type=int, help="matrix game 1..4")
+    p.add_argument(
+        "--reward", help="individual (default; private rewards) or team (every agent gets the mean)"
+    )
     p.add_argument("--updates", type=int, help="number of updates (default 300)")
     p.add_argument("--batch", type=int, help="parallel episodes per update (default 16)")
     p.add_argument("--topology", help="complete, ring, line, radius, random_partners (default: the env's)")
@@ -76,6 +79,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         ("env", "agents", args.agents),
         ("env", "scheme", args.scheme),
         ("env", "game", args.game),
+        ("env", "reward", args.reward),
         ("train", "updates", args.updates),
         ("train", "batch", args.batch),
         ("train", "threads", args.threads),

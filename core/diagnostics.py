@@ -55,3 +55,20 @@ def own_policy_diagnostics(population: Population, rollout: Rollout) -> dict[str
     probs = torch.softmax(population.own_logits(rollout.flat_states()), dim=-1)  # [N, M, A]
     coop = rollout.cooperative.reshape(-1, n).T.unsqueeze(-1).long()
     return {"policy/approach_mean": float(probs.gather(-1, coop).mean())}
+
+
+def joint_action_rates(rollout: Rollout) -> dict[str, float]:
+    """Rates of the cooperative act in the actions actually taken (SS Fig. 3 for N = 2).
+
+    ``actions/cooperate`` is the fraction of agent-steps that cooperated; ``actions/all_cooperate`` and
+    ``actions/none_cooperate`` the fractions of steps where every / no agent did (C-C and D-D at N = 2;
+    C-D is the rest).
+    """
+    if rollout.cooperative is None:
+        return {}
+    coop = rollout.actions == rollout.cooperative  # [T, B, N]
+    return {
+        "actions/cooperate": float(coop.float().mean()),
+        "actions/all_cooperate": float(coop.all(dim=-1).float().mean()),
+        "actions/none_cooperate": float((~coop).all(dim=-1).float().mean()),
+    }

@@ -14,11 +14,12 @@ import torch
 
 from confide.channels import IdealChannel, Meter, Tap
 from confide.core.comms import Comms, Neighbourhood
-from confide.core.diagnostics import head_diagnostics
+from confide.core.diagnostics import head_diagnostics, joint_action_rates
 from confide.core.registry import Learner, build_learner
 from confide.core.rollout import Rollout, collect_rollout
 from confide.envs import make_env
 from confide.envs.base import VecEnv
+from confide.envs.team_reward import TeamReward
 from confide.experiments.config import RunConfig
 from confide.experiments.io import atomic_write_json, atomic_write_jsonl
 from confide.topologies import NeighbourSchedule
@@ -37,10 +38,12 @@ class RunResult:
 def make_run_env(config: RunConfig) -> VecEnv:
     e = config.env
     if e.name == "predation":
-        return make_env("predation", e.agents, config.train.batch, scheme=e.scheme)
-    from confide.envs.matrix_games import MATRIX_GAMES
+        env = make_env("predation", e.agents, config.train.batch, scheme=e.scheme)
+    else:
+        from confide.envs.matrix_games import MATRIX_GAMES
 
-    return make_env("matrix", e.agents, config.train.batch, game=MATRIX_GAMES[e.game - 1])
+        env = make_env("matrix", e.agents, config.train.batch, game=MATRIX_GAMES[e.game - 1])
+    return TeamReward(env) if e.reward == "team" else env
 
 
 def make_schedule(config: RunConfig, rng: np.random.Generator) -> NeighbourSchedule:
@@ -101,6 +104,7 @@ def train(config: RunConfig, run_dir: str | Path | None = None, progress: bool =
             "rejected": sum(comms.rejected.values()),
             **stats,
             **head_diagnostics(learner.population, rollout),
+            **joint_action_rates(rollout),
         }
         _check_finite(row, update)
         metrics.append(row)
@@ -157,6 +161,7 @@ def _summary(config, env, metrics, meter, learner, comms, wall) -> dict[str, Any
     }
     if config.env.name == "predation":
         summary["scheme"] = config.env.scheme
+    summary["reward"] = config.env.reward
     return summary
 
 

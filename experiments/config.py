@@ -38,6 +38,7 @@ class EnvConfig:
     agents: int = 8
     scheme: Literal["as", "ss"] = "ss"  # C. Predation reward scheme (decision 1)
     game: int = 1  # matrix game 1..4 (DPO App. C)
+    reward: Literal["individual", "team"] = "individual"  # team: every agent gets the mean reward
 
     def __post_init__(self) -> None:
         _check(

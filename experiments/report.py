@@ -114,9 +114,10 @@ def plot_bytes(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     _save(fig, path)
 
 
-def plot_cooperation(runs: dict[str, list[dict[str, Any]]], path: Path) -> bool:
-    """Mean probability the agents' own policies give the cooperative action ("approach")."""
-    key = "policy/approach_mean"
+def plot_cooperation(
+    runs: dict[str, list[dict[str, Any]]], path: Path, key: str = "policy/approach_mean", label: str = ""
+) -> bool:
+    """A per-update rate in [0, 1] (default: P(cooperative action) of the own policies), mean ± 95% t."""
     if not all(key in rs[0]["metrics"][0] for rs in runs.values()):
         return False
     fig, ax = plt.subplots(figsize=(7, 3.8))
@@ -129,7 +130,7 @@ def plot_cooperation(runs: dict[str, list[dict[str, Any]]], path: Path) -> bool:
         ax.fill_between(steps, lo, hi, color=f"C{k}", alpha=0.15)
     ax.set_ylim(0, 1)
     ax.set_xlabel("environment steps")
-    ax.set_ylabel("P(cooperative action) of own policies")
+    ax.set_ylabel(label or "P(cooperative action) of own policies")
     ax.legend(fontsize=8)
     _save(fig, path)
     return True
@@ -180,6 +181,12 @@ def write_report(root: Path, title: str) -> Path:
     plot_bytes(runs, root / "bytes_per_agent_per_update.png")
     has_heads = plot_heads(runs, root / "heads.png")
     has_coop = plot_cooperation(runs, root / "cooperation.png")
+    has_all = plot_cooperation(
+        runs,
+        root / "all_cooperate.png",
+        "actions/all_cooperate",
+        "fraction of steps where all agents cooperate",
+    )
     first = next(iter(runs.values()))[0]["summary"]
     lines = [
         f"# {title}",
@@ -230,6 +237,8 @@ def write_report(root: Path, title: str) -> Path:
     ]
     if has_coop:
         lines += ["", "![own policies' cooperation rate](cooperation.png)"]
+    if has_all:
+        lines += ["", "![all agents cooperate (C-C at N = 2)](all_cooperate.png)"]
     if has_heads:
         lines += ["", "![heads: approach proportion and MSE](heads.png)"]
     report = root / "report.md"

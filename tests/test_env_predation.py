@@ -306,3 +306,37 @@ def test_rewards_match_reference_and_stay_in_bounds(n, batch, scheme, seed, p_ap
         assert min(individual) <= result.rewards.min() and result.rewards.max() <= max(individual)
         assert (result.positions >= 0).all() and (result.positions <= 1).all()
         assert (np.abs(result.state) <= 1).all()
+
+
+def test_team_reward_gives_every_agent_the_mean_and_keeps_the_collective():
+    import numpy as np
+
+    from confide.envs.predation import CooperativePredation
+    from confide.envs.team_reward import TeamReward
+
+    base = CooperativePredation(4, 3)
+    team = TeamReward(CooperativePredation(4, 3))
+    base.reset(np.random.default_rng(5))
+    team.reset(np.random.default_rng(5))
+    actions = np.array([[0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 0]])
+    r, rt = base.step(actions).rewards, team.step(actions).rewards
+    np.testing.assert_allclose(rt, np.repeat(r.mean(axis=1, keepdims=True), 4, axis=1))
+    np.testing.assert_allclose(rt.sum(axis=1), r.sum(axis=1), rtol=1e-6)
+    assert team.optimal_collective_return() == base.optimal_collective_return()
+
+
+def test_joint_action_rates_count_cooperation_in_taken_actions():
+    import torch
+
+    from confide.core.diagnostics import joint_action_rates
+    from confide.core.rollout import Rollout
+
+    coop = torch.tensor([[[1, 0], [0, 0]], [[1, 1], [1, 0]]])  # [T=2, B=2, N=2]
+    actions = torch.tensor([[[1, 0], [1, 1]], [[0, 1], [1, 0]]])  # C-C, D-D, D-C, C-C
+    z = torch.zeros(2, 2, 2)
+    r = Rollout(z[..., :1], z[..., :1], actions, z, z, torch.zeros(2, 2, dtype=torch.bool), None, coop)
+    assert joint_action_rates(r) == {
+        "actions/cooperate": 0.625,
+        "actions/all_cooperate": 0.5,
+        "actions/none_cooperate": 0.25,
+    }

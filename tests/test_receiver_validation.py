@@ -19,7 +19,10 @@ GOOD = np.full((M, A), 0.5, dtype=np.float32)
     [
         (Message(1, 0, "policy", 0, {"probs": np.full((M, A), np.nan, np.float32)}), "non_finite"),
         (Message(1, 0, "policy", 0, {"probs": np.full((M, A), 0.7, np.float32)}), "not_a_distribution"),
-        (Message(1, 0, "policy", 0, {"probs": np.array([[1.5, -0.5]] * M, np.float32)}), "not_a_distribution"),
+        (
+            Message(1, 0, "policy", 0, {"probs": np.array([[1.5, -0.5]] * M, np.float32)}),
+            "not_a_distribution",
+        ),
         (Message(1, 0, "policy", 0, {"probs": np.full((M + 1, A), 0.5, np.float32)}), "bad_shape"),
         (Message(1, 0, "policy", 0, {"probs": np.full((M, A), 1, np.int32)}), "bad_shape"),
         (Message(1, 0, "policy", 0, {"probs": GOOD, "extra": GOOD}), "bad_keys"),
@@ -30,7 +33,9 @@ GOOD = np.full((M, A), 0.5, dtype=np.float32)
 )
 def test_malformed_distribution_is_rejected_with_its_reason(message, reason):
     comms = Comms(IdealChannel(), 3)
-    probs, received = gather_distributions(Inbox([message, Message(2, 0, "policy", 0, {"probs": GOOD})]), "policy", comms, M, A, STATIC)
+    probs, received = gather_distributions(
+        Inbox([message, Message(2, 0, "policy", 0, {"probs": GOOD})]), "policy", comms, M, A, STATIC
+    )
     assert comms.rejected == {f"policy:{reason}": 1}
     assert received[0, 2].all() and not received[0, 1].any()
     assert torch.isfinite(probs).all()
@@ -51,7 +56,9 @@ class PoisoningChannel:
 
     def exchange(self, round, outgoing):
         poisoned = [
-            m.with_payload({k: np.full_like(v, np.nan) if v.dtype.kind == "f" else v for k, v in m.payload.items()})
+            m.with_payload(
+                {k: np.full_like(v, np.nan) if v.dtype.kind == "f" else v for k, v in m.payload.items()}
+            )
             if m.sender == 1
             else m
             for m in outgoing
