@@ -18,8 +18,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import EngFormatter  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import EngFormatter  # noqa: E402
 
 from confide.experiments.io import atomic_write_bytes, read_jsonl  # noqa: E402
 from confide.experiments.stats import mean_ci  # noqa: E402
