@@ -72,3 +72,19 @@ def test_stacked_adam_with_per_agent_clipping_equals_separate_optimisers():
     for g in range(n):
         torch.testing.assert_close(bank.weights[0][g], refs[g][0].weight.T, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(bank.biases[1][g], refs[g][2].bias, rtol=1e-4, atol=1e-5)
+
+
+def test_population_heads_are_indexed_agent_major():
+    gen = torch.Generator().manual_seed(4)
+    n = 3
+    pop = Population(n, 2, 2, n, NetworkSizes((4,), (4,)), gen)
+    with torch.no_grad():
+        for w in pop.policy.weights:
+            w.zero_()
+        pop.policy.biases[-1].copy_(torch.arange(n * n, dtype=torch.float32).unsqueeze(1).expand(n * n, 2))
+    states = torch.zeros(5, 2)
+    heads = pop.all_logits(states)[..., 0]  # [N, H, M]: the bias identifies the group
+    for i in range(n):
+        for h in range(n):
+            assert torch.all(heads[i, h] == i * n + h)
+    assert pop.own_logits(states)[:, 0, 0].tolist() == [0.0, 4.0, 8.0]
