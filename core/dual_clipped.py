@@ -157,7 +157,9 @@ class DistributionSharing:
         stats: dict[str, float] = {}
         xi_min, xi_max = float("inf"), 0.0
         for _ in range(self.ppo.iterations):
-            adv, targets = advantages_and_targets(pop, rollout, self.ppo.gamma, self.ppo.gae_lambda)
+            adv, targets = advantages_and_targets(
+                pop, rollout, self.ppo.gamma, self.ppo.gae_lambda, self.ppo.center_advantages
+            )
             kappa = adv.abs().mean(dim=0)  # κ̂_i over the whole update batch
             with torch.no_grad():
                 old_logp = torch.log_softmax(pop.all_logits(states), dim=-1)

@@ -50,7 +50,9 @@ class IndependentPPO:
         pop = self.population
         states, actions = rollout.flat_states(), rollout.flat_actions()
         old_logp_a = rollout.log_probs.reshape(-1, pop.n_agents).T  # [N, M]
-        adv, targets = advantages_and_targets(pop, rollout, self.ppo.gamma, self.ppo.gae_lambda)
+        adv, targets = advantages_and_targets(
+            pop, rollout, self.ppo.gamma, self.ppo.gae_lambda, self.ppo.center_advantages
+        )
         for _ in range(self.ppo.iterations):
             for idx in minibatch_indices(states.shape[0], self.ppo.minibatches, self.generator):
                 logp = torch.log_softmax(pop.own_logits(states[idx]), dim=-1)

@@ -26,15 +26,18 @@ class PpoSettings:
     minibatches: int = 1
     max_grad_norm: float = 0.5  # per agent; confide's choice (the papers are silent)
     entropy_coef: float = 0.0  # confide's choice: the papers use no entropy bonus
+    center_advantages: bool = False  # subtract each agent's batch mean from Â (off: the papers are silent)
 
 
 @torch.no_grad()
 def advantages_and_targets(
-    population: Population, rollout: Rollout, gamma: float, lam: float
+    population: Population, rollout: Rollout, gamma: float, lam: float, center: bool = False
 ) -> tuple[Tensor, Tensor]:
     """Each agent's GAE advantages Â_i and λ-return targets, both ``[M, N]`` (M = T·B).
 
-    Agent i's critic V_i sees only agent i's reward (AS/SS Eq. 17; decision 11 λ-returns).
+    Agent i's critic V_i sees only agent i's reward (AS/SS Eq. 17; decision 11 λ-returns). With
+    ``center`` each agent's advantages have their batch mean removed (targets are unchanged): AS's
+    printed ξ_{N_i} denominator makes the anticipations' gradient depend on a constant shift of Â.
     """
     T, B = rollout.horizon, rollout.batch_size
     v = population.values(rollout.flat_states()).T.reshape(T, B, -1)
@@ -42,7 +45,10 @@ def advantages_and_targets(
     adv = gae(rollout.rewards, v, v_next, rollout.ends.unsqueeze(-1), gamma, lam)
     targets = adv + v
     n = rollout.rewards.shape[-1]
-    return adv.reshape(T * B, n), targets.reshape(T * B, n)
+    adv, targets = adv.reshape(T * B, n), targets.reshape(T * B, n)
+    if center:
+        adv = adv - adv.mean(dim=0, keepdim=True)
+    return adv, targets
 
 
 def critic_step(

@@ -13,9 +13,12 @@ from confide.core.comms import Comms, Neighbourhood
 from confide.core.dpo import DecentralizedPolicyOptimization
 from confide.core.dual_clipped import DualClippedConfig
 from confide.core.ippo import IndependentPPO
+from confide.core.policy_parameter_sharing import PolicyParameterSharing
 from confide.core.population import Population
 from confide.core.rollout import Rollout
 from confide.core.suggestion import suggestion_sharing
+from confide.core.value_parameter_sharing import ValueParameterSharing
+from confide.core.value_sharing import ValueSharing
 from confide.experiments import hyperparameters as hp
 from confide.experiments.config import RunConfig
 
@@ -48,6 +51,9 @@ def build_learner(config: RunConfig, state_dim: int, n_actions: int, generator: 
         return learner
     if name == "ippo":
         return IndependentPPO(n, state_dim, n_actions, ppo, sizes, generator)
+    baselines = {"vs": ValueSharing, "vps": ValueParameterSharing, "ps": PolicyParameterSharing}
+    if name in baselines:
+        return baselines[name](n, state_dim, n_actions, ppo, sizes, generator)
     return DecentralizedPolicyOptimization(
         name, n, state_dim, n_actions, ppo, hp.dpo_config(config), sizes, generator
     )

@@ -17,7 +17,18 @@ from typing import Any, Literal
 
 EnvName = Literal["predation", "matrix"]
 AlgoName = Literal[
-    "as", "as_peer", "ss", "dpo", "dpo_shared", "dpo_no_sqrt_kl", "dpo_no_kl", "ippo", "ippo_kl"
+    "as",
+    "as_peer",
+    "ss",
+    "dpo",
+    "dpo_shared",
+    "dpo_no_sqrt_kl",
+    "dpo_no_kl",
+    "ippo",
+    "ippo_kl",
+    "vs",
+    "vps",
+    "ps",
 ]
 ENV_NAMES: tuple[str, ...] = typing.get_args(EnvName)
 ALGO_NAMES: tuple[str, ...] = typing.get_args(AlgoName)
@@ -86,6 +97,7 @@ class PpoConfig:
     minibatches: int | None = None
     max_grad_norm: float | None = None
     entropy_coef: float | None = None
+    center_advantages: bool | None = None
 
     def __post_init__(self) -> None:
         for name in ("gamma", "gae_lambda"):

@@ -13,6 +13,9 @@
 | episodes per update | ``train.batch`` (default 16) | same | choice (the papers: 1) |
 | per-agent gradient clip | 0.5 | 0.5 | choice |
 | entropy bonus | 0 | 0 | choice (no paper uses one) |
+| VS, VPS, PS (baselines of AS/SS Sec. 5.2) | this column (SHARING_PPO, SHARING_SIZES) | – | decision 12 |
+| VPS/PS consensus | one Metropolis–Hastings step per update, after the K iterations | – | choice (`core/consensus.py`) |
+| VS actor advantage | GAE(γ, λ) of δ = r_i + γ V̄(s′) − V̄(s), V̄ = mean of own and received values | – | choice (`core/value_sharing.py`) |
 
 Baselines in a comparison use the table of the paper whose figure it reproduces: IPPO on C. Predation
 uses the AS/SS table; DPO always uses its own.

@@ -126,6 +126,7 @@ def plot_cooperation(
         steps = np.array([m["env_steps"] for m in rs[0]["metrics"][:length]])
         vals = np.array([[m[key] for m in r["metrics"][:length]] for r in rs])
         mean, lo, hi = mean_ci(vals)
+        lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)  # a rate's band stays in [0, 1]
         ax.plot(steps, mean, color=f"C{k}", label=algo)
         ax.fill_between(steps, lo, hi, color=f"C{k}", alpha=0.15)
     ax.set_ylim(0, 1)
@@ -152,6 +153,7 @@ def plot_heads(runs: dict[str, list[dict[str, Any]]], path: Path) -> bool:
                 continue
             vals = np.array([[m[key] for m in r["metrics"][:length]] for r in rs])
             mean, lo, hi = mean_ci(vals)
+            lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
             axes[0].plot(steps, mean, color=f"C{k}", label=f"{algo} {key.split('/')[-1]}")
             axes[0].fill_between(steps, lo, hi, color=f"C{k}", alpha=0.15)
         mse_keys = sorted(key for key in rs[0]["metrics"][0] if key.startswith("heads/mse/")) or [
@@ -160,6 +162,7 @@ def plot_heads(runs: dict[str, list[dict[str, Any]]], path: Path) -> bool:
         for key in mse_keys:
             vals = np.array([[m[key] for m in r["metrics"][:length]] for r in rs])
             mean, lo, hi = mean_ci(vals)
+            lo, hi = np.clip(lo, 0, 1), np.clip(hi, 0, 1)
             axes[1].plot(steps, mean, color=f"C{k}", label=f"{algo} {key.split('/')[-1]}")
             axes[1].fill_between(steps, lo, hi, color=f"C{k}", alpha=0.15)
     axes[0].set_title("proportion of 'approach' in i's head for j")

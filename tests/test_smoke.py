@@ -4,7 +4,15 @@ import numpy as np
 import pytest
 
 from confide.core.trainer import train
-from confide.experiments.config import ALGO_NAMES, AlgoConfig, EnvConfig, PpoConfig, RunConfig, TopologyConfig, TrainConfig
+from confide.experiments.config import (
+    ALGO_NAMES,
+    AlgoConfig,
+    EnvConfig,
+    PpoConfig,
+    RunConfig,
+    TopologyConfig,
+    TrainConfig,
+)
 
 
 @pytest.mark.parametrize("algo", ALGO_NAMES)

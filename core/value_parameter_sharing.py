@@ -1,0 +1,56 @@
+"""VPS — value-function parameter sharing (Zhang et al. 2018, "Fully decentralized MARL with networked
+agents"; the baseline of ``000_…`` and ``001_…`` Sec. 5.2).
+
+Each agent trains its critic V_i on its *own* reward (λ-return targets, decision 11) and its actor with
+clipped PPO on the GAE advantages of that critic on its own reward — exactly IPPO's update. After the
+update's iterations it runs one consensus step on the critic parameters with its neighbours
+(``confide.core.consensus``): it sends its flattened critic (message kind ``critic_params``, float32, to
+each neighbour) and sets its critic to the Metropolis–Hastings weighted mean of its own and the
+accepted received critics. The actor of the next update therefore takes its TD errors from the
+consensus critic, on its own reward — the order of Zhang et al.'s Algorithm 1 (TD error from the current
+critic; actor and critic steps; then consensus).
+
+Per update: one round, one message per directed link, P_critic float32 each. With a per-sample
+neighbourhood the graph is the union over the batch (see ``consensus``). In a communication gap nothing
+is sent and no consensus happens (decision 9); an agent that accepts nothing is an independent learner.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from confide.core.comms import Comms, Neighbourhood
+from confide.core.consensus import consensus_round
+from confide.core.ippo import IndependentPPO
+from confide.core.population import NetworkSizes
+from confide.core.ppo import PpoSettings
+from confide.core.rollout import Rollout
+
+CRITIC_PARAMS = "critic_params"
+MESSAGE_KINDS: tuple[str, ...] = (CRITIC_PARAMS,)
+
+
+class ValueParameterSharing(IndependentPPO):
+    """N IPPO learners whose critics take one consensus step with their neighbours per update."""
+
+    message_kinds = MESSAGE_KINDS
+
+    def __init__(
+        self,
+        n_agents: int,
+        state_dim: int,
+        n_actions: int,
+        ppo: PpoSettings,
+        sizes: NetworkSizes,
+        generator: torch.Generator,
+    ) -> None:
+        super().__init__(n_agents, state_dim, n_actions, ppo, sizes, generator)
+        self.name = "vps"
+
+    def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
+        stats = super().update(rollout, comms, neighbourhood)  # own-reward critic and actor steps
+        pop = self.population
+        stats.update(
+            consensus_round(pop.critic_parameters(), pop.n_agents, CRITIC_PARAMS, comms, neighbourhood)
+        )
+        return stats
