@@ -29,7 +29,8 @@ from torch import Tensor
 
 from confide.channels import Message
 from confide.core.comms import Comms, Neighbourhood
-from confide.core.population import NetworkSizes, Population, PopulationOptimiser
+from confide.core.learner import StackedLearner
+from confide.core.population import NetworkSizes
 from confide.core.ppo import PpoSettings, advantages_and_targets, critic_step, minibatch_indices
 from confide.core.rollout import Rollout
 
@@ -63,7 +64,7 @@ def adapt_beta(beta: Tensor, measured: Tensor, target: float, delta: float, omeg
     return beta.clamp(BETA_MIN, BETA_MAX)
 
 
-class DecentralizedPolicyOptimization:
+class DecentralizedPolicyOptimization(StackedLearner):
     """N DPO learners, stacked."""
 
     def __init__(
@@ -77,18 +78,11 @@ class DecentralizedPolicyOptimization:
         sizes: NetworkSizes,
         generator: torch.Generator,
     ) -> None:
-        self.name = name
-        self.ppo = ppo
         self.config = config
-        self.generator = generator
         self.message_kinds: tuple[str, ...] = (KL_STATS,) if config.statistics == "shared" else ()
-        self.population = Population(n_agents, state_dim, n_actions, 1, sizes, generator)
-        self.optimiser = PopulationOptimiser(self.population, ppo.actor_lr, ppo.critic_lr, ppo.max_grad_norm)
+        super().__init__(name, n_agents, state_dim, n_actions, 1, ppo, sizes, generator)
         self.beta1 = torch.full((n_agents,), config.beta1_init if config.sqrt_kl else 0.0)
         self.beta2 = torch.full((n_agents,), config.beta2_init if config.kl else 0.0)
-
-    def act_logits(self, states: Tensor) -> Tensor:
-        return self.population.own_logits(states)
 
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
         pop, cfg, n = self.population, self.config, self.population.n_agents
@@ -167,14 +161,8 @@ class DecentralizedPolicyOptimization:
         return avg[:, 0], avg[:, 1]
 
     def state_dict(self) -> dict:
-        return {
-            "population": self.population.state_dict(),
-            "optimiser": self.optimiser.state_dict(),
-            "beta1": self.beta1.clone(),
-            "beta2": self.beta2.clone(),
-        }
+        return {**super().state_dict(), "beta1": self.beta1.clone(), "beta2": self.beta2.clone()}
 
     def load_state_dict(self, state: dict) -> None:
-        self.population.load_state_dict(state["population"])
-        self.optimiser.load_state_dict(state["optimiser"])
+        super().load_state_dict(state)
         self.beta1, self.beta2 = state["beta1"], state["beta2"]

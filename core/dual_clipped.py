@@ -26,7 +26,8 @@ import torch
 from torch import Tensor
 
 from confide.core.comms import Comms, Neighbourhood, distribution_messages, gather_distributions
-from confide.core.population import NetworkSizes, Population, PopulationOptimiser
+from confide.core.learner import StackedLearner
+from confide.core.population import NetworkSizes
 from confide.core.ppo import PpoSettings, advantages_and_targets, critic_step, minibatch_indices
 from confide.core.rollout import Rollout
 
@@ -123,7 +124,7 @@ def dual_clipped_loss(
     return loss, stats
 
 
-class DistributionSharing:
+class DistributionSharing(StackedLearner):
     """AS or SS: Algorithm 1 with K exchanges per update (the two differ in names and the denominator)."""
 
     def __init__(
@@ -138,17 +139,10 @@ class DistributionSharing:
         sizes: NetworkSizes,
         generator: torch.Generator,
     ) -> None:
-        self.name = name
         self.head_kind = head_kind
         self.message_kinds = ("policy", head_kind)
-        self.ppo = ppo
         self.config = config
-        self.generator = generator
-        self.population = Population(n_agents, state_dim, n_actions, n_agents, sizes, generator)
-        self.optimiser = PopulationOptimiser(self.population, ppo.actor_lr, ppo.critic_lr, ppo.max_grad_norm)
-
-    def act_logits(self, states: Tensor) -> Tensor:
-        return self.population.own_logits(states)
+        super().__init__(name, n_agents, state_dim, n_actions, n_agents, ppo, sizes, generator)
 
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
         pop = self.population
@@ -198,10 +192,3 @@ class DistributionSharing:
         stats["xi_n/min"] = xi_min
         stats["xi_n/max"] = xi_max
         return stats
-
-    def state_dict(self) -> dict:
-        return {"population": self.population.state_dict(), "optimiser": self.optimiser.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.population.load_state_dict(state["population"])
-        self.optimiser.load_state_dict(state["optimiser"])

@@ -7,10 +7,10 @@ sibling IPPO-KL lives in ``confide.core.dpo`` (it is DPO's objective without the
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from confide.core.comms import Comms, Neighbourhood
-from confide.core.population import NetworkSizes, Population, PopulationOptimiser
+from confide.core.learner import StackedLearner
+from confide.core.population import NetworkSizes
 from confide.core.ppo import (
     PpoSettings,
     advantages_and_targets,
@@ -23,7 +23,7 @@ from confide.core.rollout import Rollout
 MESSAGE_KINDS: tuple[str, ...] = ()
 
 
-class IndependentPPO:
+class IndependentPPO(StackedLearner):
     """N clipped-PPO learners, stacked; no messages."""
 
     message_kinds = MESSAGE_KINDS
@@ -37,37 +37,28 @@ class IndependentPPO:
         sizes: NetworkSizes,
         generator: torch.Generator,
     ) -> None:
-        self.name = "ippo"
-        self.ppo = ppo
-        self.generator = generator
-        self.population = Population(n_agents, state_dim, n_actions, 1, sizes, generator)
-        self.optimiser = PopulationOptimiser(self.population, ppo.actor_lr, ppo.critic_lr, ppo.max_grad_norm)
-
-    def act_logits(self, states: Tensor) -> Tensor:
-        return self.population.own_logits(states)
+        super().__init__("ippo", n_agents, state_dim, n_actions, 1, ppo, sizes, generator)
 
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
-        pop = self.population
-        states, actions = rollout.flat_states(), rollout.flat_actions()
-        old_logp_a = rollout.log_probs.reshape(-1, pop.n_agents).T  # [N, M]
-        adv, targets = advantages_and_targets(
-            pop, rollout, self.ppo.gamma, self.ppo.gae_lambda, self.ppo.center_advantages
-        )
-        for _ in range(self.ppo.iterations):
-            for idx in minibatch_indices(states.shape[0], self.ppo.minibatches, self.generator):
-                logp = torch.log_softmax(pop.own_logits(states[idx]), dim=-1)
-                logp_a = logp.gather(-1, actions[idx].T.unsqueeze(-1)).squeeze(-1)
-                ratio = (logp_a - old_logp_a[:, idx]).exp()
-                surrogate = clipped_surrogate(ratio, adv[idx].T, self.ppo.clip_eps)
-                entropy = -(logp.exp() * logp).sum(-1)
-                loss = -(surrogate + self.ppo.entropy_coef * entropy).mean(dim=1)
-                self.optimiser.step_actor(loss.sum())
-                closs = critic_step(pop, self.optimiser, states[idx], targets[idx])
-        return {"loss/surrogate": float(surrogate.detach().mean()), "loss/critic": float(closs.mean())}
+        return clipped_ppo_update(self, rollout)
 
-    def state_dict(self) -> dict:
-        return {"population": self.population.state_dict(), "optimiser": self.optimiser.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.population.load_state_dict(state["population"])
-        self.optimiser.load_state_dict(state["optimiser"])
+def clipped_ppo_update(learner: StackedLearner, rollout: Rollout) -> dict[str, float]:
+    """Independent clipped-PPO steps of every agent on its own reward (shared by IPPO and VPS)."""
+    pop = learner.population
+    states, actions = rollout.flat_states(), rollout.flat_actions()
+    old_logp_a = rollout.log_probs.reshape(-1, pop.n_agents).T  # [N, M]
+    adv, targets = advantages_and_targets(
+        pop, rollout, learner.ppo.gamma, learner.ppo.gae_lambda, learner.ppo.center_advantages
+    )
+    for _ in range(learner.ppo.iterations):
+        for idx in minibatch_indices(states.shape[0], learner.ppo.minibatches, learner.generator):
+            logp = torch.log_softmax(pop.own_logits(states[idx]), dim=-1)
+            logp_a = logp.gather(-1, actions[idx].T.unsqueeze(-1)).squeeze(-1)
+            ratio = (logp_a - old_logp_a[:, idx]).exp()
+            surrogate = clipped_surrogate(ratio, adv[idx].T, learner.ppo.clip_eps)
+            entropy = -(logp.exp() * logp).sum(-1)
+            loss = -(surrogate + learner.ppo.entropy_coef * entropy).mean(dim=1)
+            learner.optimiser.step_actor(loss.sum())
+            closs = critic_step(pop, learner.optimiser, states[idx], targets[idx])
+    return {"loss/surrogate": float(surrogate.detach().mean()), "loss/critic": float(closs.mean())}

@@ -23,11 +23,11 @@ reward. In a communication gap nothing is sent and no consensus happens (decisio
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.consensus import consensus_round
-from confide.core.population import NetworkSizes, Population, PopulationOptimiser
+from confide.core.learner import StackedLearner
+from confide.core.population import NetworkSizes
 from confide.core.ppo import (
     PpoSettings,
     advantages_and_targets,
@@ -41,7 +41,7 @@ POLICY_PARAMS = "policy_params"
 MESSAGE_KINDS: tuple[str, ...] = (POLICY_PARAMS,)
 
 
-class PolicyParameterSharing:
+class PolicyParameterSharing(StackedLearner):
     """N agents, each with N policy heads (its joint-policy estimate) and one critic, stacked."""
 
     message_kinds = MESSAGE_KINDS
@@ -55,20 +55,15 @@ class PolicyParameterSharing:
         sizes: NetworkSizes,
         generator: torch.Generator,
     ) -> None:
-        self.name = "ps"
-        self.ppo = ppo
-        self.generator = generator
-        self.population = Population(n_agents, state_dim, n_actions, n_agents, sizes, generator)
-        self.optimiser = PopulationOptimiser(self.population, ppo.actor_lr, ppo.critic_lr, ppo.max_grad_norm)
-
-    def act_logits(self, states: Tensor) -> Tensor:
-        return self.population.own_logits(states)
+        super().__init__("ps", n_agents, state_dim, n_actions, n_agents, ppo, sizes, generator)
 
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
         pop, n = self.population, self.population.n_agents
         states, actions = rollout.flat_states(), rollout.flat_actions()
         m = states.shape[0]
-        adv, targets = advantages_and_targets(pop, rollout, self.ppo.gamma, self.ppo.gae_lambda)
+        adv, targets = advantages_and_targets(
+            pop, rollout, self.ppo.gamma, self.ppo.gae_lambda, self.ppo.center_advantages
+        )
         # Head j of every agent is scored on a_j: index [N(i), N(j), M, 1].
         act = actions.T.reshape(1, n, m, 1).expand(n, n, m, 1)
         with torch.no_grad():
@@ -86,10 +81,3 @@ class PolicyParameterSharing:
         stats = {"loss/surrogate": float(surrogate.detach().mean()), "loss/critic": float(closs.mean())}
         stats.update(consensus_round(pop.actor_parameters(), n, POLICY_PARAMS, comms, neighbourhood))
         return stats
-
-    def state_dict(self) -> dict:
-        return {"population": self.population.state_dict(), "optimiser": self.optimiser.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.population.load_state_dict(state["population"])
-        self.optimiser.load_state_dict(state["optimiser"])

@@ -21,7 +21,8 @@ import torch
 
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.consensus import consensus_round
-from confide.core.ippo import IndependentPPO
+from confide.core.ippo import clipped_ppo_update
+from confide.core.learner import StackedLearner
 from confide.core.population import NetworkSizes
 from confide.core.ppo import PpoSettings
 from confide.core.rollout import Rollout
@@ -30,7 +31,7 @@ CRITIC_PARAMS = "critic_params"
 MESSAGE_KINDS: tuple[str, ...] = (CRITIC_PARAMS,)
 
 
-class ValueParameterSharing(IndependentPPO):
+class ValueParameterSharing(StackedLearner):
     """N IPPO learners whose critics take one consensus step with their neighbours per update."""
 
     message_kinds = MESSAGE_KINDS
@@ -44,11 +45,10 @@ class ValueParameterSharing(IndependentPPO):
         sizes: NetworkSizes,
         generator: torch.Generator,
     ) -> None:
-        super().__init__(n_agents, state_dim, n_actions, ppo, sizes, generator)
-        self.name = "vps"
+        super().__init__("vps", n_agents, state_dim, n_actions, 1, ppo, sizes, generator)
 
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
-        stats = super().update(rollout, comms, neighbourhood)  # own-reward critic and actor steps
+        stats = clipped_ppo_update(self, rollout)  # own-reward critic and actor steps
         pop = self.population
         stats.update(
             consensus_round(pop.critic_parameters(), pop.n_agents, CRITIC_PARAMS, comms, neighbourhood)

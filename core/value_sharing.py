@@ -52,7 +52,8 @@ from torch import Tensor
 from confide.channels import Inbox, Message
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.gae import gae
-from confide.core.population import NetworkSizes, Population, PopulationOptimiser
+from confide.core.learner import StackedLearner
+from confide.core.population import NetworkSizes
 from confide.core.ppo import PpoSettings, clipped_surrogate, critic_step, minibatch_indices
 from confide.core.rollout import Rollout
 
@@ -142,7 +143,7 @@ def neighbourhood_average(
     return total / (1 + peers)[..., None], peers
 
 
-class ValueSharing:
+class ValueSharing(StackedLearner):
     """N clipped-PPO learners whose advantages use their neighbourhood's average values."""
 
     message_kinds = MESSAGE_KINDS
@@ -156,14 +157,7 @@ class ValueSharing:
         sizes: NetworkSizes,
         generator: torch.Generator,
     ) -> None:
-        self.name = "vs"
-        self.ppo = ppo
-        self.generator = generator
-        self.population = Population(n_agents, state_dim, n_actions, 1, sizes, generator)
-        self.optimiser = PopulationOptimiser(self.population, ppo.actor_lr, ppo.critic_lr, ppo.max_grad_norm)
-
-    def act_logits(self, states: Tensor) -> Tensor:
-        return self.population.own_logits(states)
+        super().__init__("vs", n_agents, state_dim, n_actions, 1, ppo, sizes, generator)
 
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
         pop, n = self.population, self.population.n_agents
@@ -202,10 +196,3 @@ class ValueSharing:
             "values/peers": float(peers.mean()),
             "values/advantage_shift": float((adv - own_adv.reshape(T * B, n)).abs().mean()),
         }
-
-    def state_dict(self) -> dict:
-        return {"population": self.population.state_dict(), "optimiser": self.optimiser.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.population.load_state_dict(state["population"])
-        self.optimiser.load_state_dict(state["optimiser"])

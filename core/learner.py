@@ -1,0 +1,47 @@
+"""The plumbing every stacked learner shares, so an algorithm's file holds only its update."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from confide.core.population import NetworkSizes, Population, PopulationOptimiser
+from confide.core.ppo import PpoSettings
+
+
+class StackedLearner:
+    """What every stacked learner holds: a population, its optimiser, the PPO settings, a generator.
+
+    Algorithms subclass this once and add only their ``update`` (and extra state): acting with the
+    own-policy heads and saving/restoring networks and optimisers live here.
+    """
+
+    message_kinds: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        name: str,
+        n_agents: int,
+        state_dim: int,
+        n_actions: int,
+        heads: int,
+        ppo: PpoSettings,
+        sizes: NetworkSizes,
+        generator: torch.Generator,
+    ) -> None:
+        self.name = name
+        self.ppo = ppo
+        self.generator = generator
+        self.population = Population(n_agents, state_dim, n_actions, heads, sizes, generator)
+        self.optimiser = PopulationOptimiser(self.population, ppo.actor_lr, ppo.critic_lr, ppo.max_grad_norm)
+
+    def act_logits(self, states: Tensor) -> Tensor:
+        """``[N, B, A]`` logits of every agent's own policy on states ``[B, S]``."""
+        return self.population.own_logits(states)
+
+    def state_dict(self) -> dict:
+        return {"population": self.population.state_dict(), "optimiser": self.optimiser.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.population.load_state_dict(state["population"])
+        self.optimiser.load_state_dict(state["optimiser"])
