@@ -7,6 +7,7 @@ sibling IPPO-KL lives in ``confide.core.dpo`` (it is DPO's objective without the
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.learner import StackedLearner
@@ -43,14 +44,21 @@ class IndependentPPO(StackedLearner):
         return clipped_ppo_update(self, rollout)
 
 
-def clipped_ppo_update(learner: StackedLearner, rollout: Rollout) -> dict[str, float]:
-    """Independent clipped-PPO steps of every agent on its own reward (shared by IPPO and VPS)."""
+def clipped_ppo_update(
+    learner: StackedLearner, rollout: Rollout, advantages: tuple[Tensor, Tensor] | None = None
+) -> dict[str, float]:
+    """Independent clipped-PPO steps of every agent (shared by IPPO, VPS and VS).
+
+    ``advantages`` = (Â ``[M, N]``, critic targets ``[M, N]``); by default each agent's own GAE.
+    """
     pop = learner.population
     states, actions = rollout.flat_states(), rollout.flat_actions()
     old_logp_a = rollout.log_probs.reshape(-1, pop.n_agents).T  # [N, M]
-    adv, targets = advantages_and_targets(
-        pop, rollout, learner.ppo.gamma, learner.ppo.gae_lambda, learner.ppo.center_advantages
-    )
+    if advantages is None:
+        advantages = advantages_and_targets(
+            pop, rollout, learner.ppo.gamma, learner.ppo.gae_lambda, learner.ppo.center_advantages
+        )
+    adv, targets = advantages
     for _ in range(learner.ppo.iterations):
         for idx in minibatch_indices(states.shape[0], learner.ppo.minibatches, learner.generator):
             logp = torch.log_softmax(pop.own_logits(states[idx]), dim=-1)

@@ -52,9 +52,10 @@ from torch import Tensor
 from confide.channels import Inbox, Message
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.gae import gae
+from confide.core.ippo import clipped_ppo_update
 from confide.core.learner import StackedLearner
 from confide.core.population import NetworkSizes
-from confide.core.ppo import PpoSettings, clipped_surrogate, critic_step, minibatch_indices
+from confide.core.ppo import PpoSettings
 from confide.core.rollout import Rollout
 
 VALUE = "value"
@@ -162,7 +163,7 @@ class ValueSharing(StackedLearner):
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
         pop, n = self.population, self.population.n_agents
         T, B = rollout.horizon, rollout.batch_size
-        states, actions = rollout.flat_states(), rollout.flat_actions()
+        states = rollout.flat_states()
         with torch.no_grad():
             v = pop.values(states)  # [N, M]
             v_next = pop.values(rollout.next_states.reshape(T * B, -1))
@@ -179,20 +180,8 @@ class ValueSharing(StackedLearner):
         own_adv = gae(rollout.rewards, to_tbn(v), to_tbn(v_next), ends, g, lam)
         targets = (own_adv + to_tbn(v)).reshape(T * B, n)  # V_i's own λ-return (decision 11)
         adv = gae(rollout.rewards, to_tbn(vbar[..., 0]), to_tbn(vbar[..., 1]), ends, g, lam).reshape(T * B, n)
-        old_logp_a = rollout.log_probs.reshape(-1, n).T  # [N, M]
-        for _ in range(self.ppo.iterations):
-            for idx in minibatch_indices(states.shape[0], self.ppo.minibatches, self.generator):
-                logp = torch.log_softmax(pop.own_logits(states[idx]), dim=-1)
-                logp_a = logp.gather(-1, actions[idx].T.unsqueeze(-1)).squeeze(-1)
-                ratio = (logp_a - old_logp_a[:, idx]).exp()
-                surrogate = clipped_surrogate(ratio, adv[idx].T, self.ppo.clip_eps)
-                entropy = -(logp.exp() * logp).sum(-1)
-                loss = -(surrogate + self.ppo.entropy_coef * entropy).mean(dim=1)
-                self.optimiser.step_actor(loss.sum())
-                closs = critic_step(pop, self.optimiser, states[idx], targets[idx])
-        return {
-            "loss/surrogate": float(surrogate.detach().mean()),
-            "loss/critic": float(closs.mean()),
-            "values/peers": float(peers.mean()),
-            "values/advantage_shift": float((adv - own_adv.reshape(T * B, n)).abs().mean()),
-        }
+        shift = float((adv - own_adv.reshape(T * B, n)).abs().mean())
+        if self.ppo.center_advantages:
+            adv = adv - adv.mean(dim=0, keepdim=True)
+        stats = clipped_ppo_update(self, rollout, (adv, targets))
+        return {**stats, "values/peers": float(peers.mean()), "values/advantage_shift": shift}
