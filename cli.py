@@ -1,32 +1,63 @@
-"""The ``confide`` command: ``train`` one run, ``compare`` a grid with a report, ``dpo-exact``.
+"""The ``confide`` command: ``train`` one run (or ``--resume`` one), ``compare`` a grid with a report,
+``dpo-exact``.
 
-Bad input (unknown names, out-of-range values, a config file with unknown keys or wrong types) ends
-with one line on stderr and exit status 2; never a traceback.
+Bad input (unknown names, out-of-range values, a config file with unknown keys or wrong types, an
+unreadable checkpoint, a run directory that cannot be written) ends with one line on stderr and exit
+status 2; never a traceback. A diverged run ends with one line and status 1; SIGTERM/SIGINT stop
+``train`` after the current update with a checkpoint, status 128 + the signal number.
+
+Every command is parsed and validated by a *plan* function before anything runs, so
+:func:`check_command` can validate an argument list without running it.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from confide.experiments.checkpoint import CheckpointError, checkpoint_path, run_is_complete
 from confide.experiments.config import (
     ALGO_NAMES,
     ENV_NAMES,
     ConfigError,
+    RunConfig,
     config_from_dict,
     load_config_file,
     merge,
 )
 
 EXIT_USAGE = 2
+EXIT_DIVERGED = 1
+Plan = Callable[[], int]
+# Flags that change the results; --resume takes the run's own config and refuses them.
+CONFIG_FLAGS = (
+    "env",
+    "agents",
+    "scheme",
+    "game",
+    "reward",
+    "updates",
+    "batch",
+    "topology",
+    "partners",
+    "period",
+    "rho",
+    "threads",
+    "config",
+    "out",
+    "algo",
+    "seed",
+)
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        print(f"confide: error: {message}", file=sys.stderr)
+        print(f"confide: error: {_one_line(message)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
 
 
@@ -45,6 +76,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--period", type=int, help="talk every k updates (default 1)")
     p.add_argument("--rho", type=float, help="AS/SS penalty weight ρ (default: the paper's table)")
     p.add_argument("--threads", type=int, help="torch threads per run (default 1)")
+    p.add_argument(
+        "--checkpoint-every", type=int, help="updates between checkpoints (default 10; 0: only at the end)"
+    )
     p.add_argument("--config", help="JSON or TOML config file; flags override it")
     p.add_argument("--out", help="output directory (default runs/<name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -59,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(t)
     t.add_argument("--algo", help=f"algorithm ({', '.join(ALGO_NAMES)})")
     t.add_argument("--seed", type=int, help="run seed (default 0)")
+    t.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint")
     c = sub.add_parser("compare", help="train algorithms × seeds and write a report")
     _common(c)
     c.add_argument("--algos", default="as,ss,dpo,ippo", help="comma-separated algorithms")
@@ -83,6 +118,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         ("train", "updates", args.updates),
         ("train", "batch", args.batch),
         ("train", "threads", args.threads),
+        ("train", "checkpoint_every", args.checkpoint_every),
         ("topology", "kind", args.topology),
         ("topology", "partners", args.partners),
         ("topology", "period", args.period),
@@ -96,28 +132,66 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {k: v for k, v in out.items() if v}
 
 
+def _path(value: str, flag: str) -> Path:
+    if "\x00" in value or not value:
+        raise ConfigError(f"{flag}: not a usable path: {value!r}")
+    return Path(value)
+
+
 def _base_dict(args: argparse.Namespace) -> dict[str, Any]:
-    base = load_config_file(args.config) if args.config else {}
-    return merge(base, _overrides(args))
+    base = load_config_file(_path(args.config, "--config")) if args.config else {}
+    overrides = _overrides(args)
+    for section in overrides:
+        if section in base and not isinstance(base[section], dict):
+            raise ConfigError(f"{section}: expected a table/object, got {type(base[section]).__name__}")
+    return merge(base, overrides)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def plan_train(args: argparse.Namespace) -> Plan:
     from confide.core.trainer import train
 
-    config = config_from_dict(_base_dict(args))
-    name = f"{time.strftime('%Y%m%d-%H%M%S')}_{config.env.name}_n{config.env.agents}_{config.algo.name}_s{config.train.seed}"
-    out = Path(args.out) if args.out else Path("runs") / name
-    result = train(config, out, progress=not args.no_progress)
-    s = result.summary
-    print(
-        f"normalised return {s['normalized_return']:.3f}  collective return {s['collective_return']:.1f}  "
-        f"bytes/agent/update {s['bytes_per_agent_per_update']:,.0f}  wall {s['wall_seconds']:.1f}s"
-    )
-    print(f"run written to {out}")
-    return 0
+    if args.resume is not None:
+        out, config = _resume_target(args)
+    else:
+        config = config_from_dict(_base_dict(args))
+        name = f"{time.strftime('%Y%m%d-%H%M%S')}_{config.env.name}_n{config.env.agents}_{config.algo.name}_s{config.train.seed}"
+        out = _path(args.out, "--out") if args.out else Path("runs") / name
+        if checkpoint_path(out).exists() and not run_is_complete(out):
+            raise ConfigError(
+                f"{out} holds an unfinished run; continue it with --resume {out} or pick another --out"
+            )
+
+    def run() -> int:
+        result = train(
+            config, out, progress=not args.no_progress, resume=args.resume is not None, stop_on_signals=True
+        )
+        s = result.summary
+        norm = "n/a (no optimum known)" if s["normalized_return"] is None else f"{s['normalized_return']:.3f}"
+        print(
+            f"normalised return {norm}  collective return {s['collective_return']:.1f}  "
+            f"bytes/agent/update {s['bytes_per_agent_per_update']:,.0f}  wall {s['wall_seconds']:.1f}s"
+        )
+        print(f"run written to {out}")
+        return 0
+
+    return run
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+def _resume_target(args: argparse.Namespace) -> tuple[Path, RunConfig]:
+    """The run directory and its own config (``config.json``), with only --checkpoint-every changed."""
+    given = [f"--{flag}" for flag in CONFIG_FLAGS if getattr(args, flag, None) is not None]
+    if given:
+        raise ConfigError(f"--resume continues a run with its own config; drop {', '.join(given)}")
+    out = _path(args.resume, "--resume")
+    if not (out / "config.json").is_file():
+        raise ConfigError(f"--resume: {out} is not a run directory (no config.json)")
+    data = load_config_file(out / "config.json")
+    if args.checkpoint_every is not None:
+        data = merge(data, {"train": {"checkpoint_every": args.checkpoint_every}})
+    return out, config_from_dict(data)
+
+
+def plan_compare(args: argparse.Namespace) -> Plan:
     from confide.experiments.compare import run_comparison
 
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
@@ -126,49 +200,96 @@ def cmd_compare(args: argparse.Namespace) -> int:
     for a in algos:
         if a not in ALGO_NAMES:
             raise ConfigError(f"unknown algorithm {a!r} (known: {', '.join(ALGO_NAMES)})")
-    if args.seeds < 1:
-        raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {args.workers}")
+    if not 1 <= args.seeds <= 1000:
+        raise ConfigError(f"--seeds must be in 1..1000, got {args.seeds}")
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        raise ConfigError(f"--workers must be in 1..256, got {args.workers}")
     base = _base_dict(args)
     config_from_dict(base)  # validate once before starting anything
-    out = Path(args.out) if args.out else Path("runs") / f"compare_{time.strftime('%Y%m%d-%H%M%S')}"
-    report = run_comparison(base, algos, args.seeds, out, args.workers, progress=not args.no_progress)
-    print(f"report written to {report}")
-    return 0
+    out = _path(args.out, "--out") if args.out else Path("runs") / f"compare_{time.strftime('%Y%m%d-%H%M%S')}"
+
+    def run() -> int:
+        report = run_comparison(base, algos, args.seeds, out, args.workers, progress=not args.no_progress)
+        print(f"report written to {report}")
+        return 0
+
+    return run
 
 
-def cmd_dpo_exact(args: argparse.Namespace) -> int:
+def plan_dpo_exact(args: argparse.Namespace) -> Plan:
     from confide.core.dpo_exact import fig11_traces, plot_dpo_exact
     from confide.envs.matrix_games import MATRIX_GAMES
 
-    if args.iterations < 1 or args.m_hat < 0 or args.c <= 0:
-        raise ConfigError("--iterations must be >= 1, --m-hat >= 0 and --c > 0")
-    out = Path(args.out)
-    traces = fig11_traces(m_hat=args.m_hat, c=args.c, iterations=args.iterations)
-    out.mkdir(parents=True, exist_ok=True)
-    plot_dpo_exact(traces, out / "dpo_exact.png")
-    for g, tr in zip(MATRIX_GAMES, traces, strict=True):
-        print(
-            f"{g.name}: p,q ({tr.p[0]:.2f}, {tr.q[0]:.2f}) -> ({tr.p[-1]:.3f}, {tr.q[-1]:.3f})  "
-            f"J {tr.J[0]:.3f} -> {tr.J[-1]:.3f} (optimum {g.optimum():.1f}) in {len(tr.J) - 1} steps, "
-            f"converged={tr.converged}"
-        )
-    print(f"plot written to {out / 'dpo_exact.png'}")
-    return 0
+    finite = math.isfinite(args.m_hat) and math.isfinite(args.c)
+    if not (finite and 1 <= args.iterations <= 1_000_000 and args.m_hat >= 0 and args.c > 0):
+        raise ConfigError("--iterations must be in 1..1000000, --m-hat a finite number >= 0 and --c > 0")
+    out = _path(args.out, "--out")
+
+    def run() -> int:
+        traces = fig11_traces(m_hat=args.m_hat, c=args.c, iterations=args.iterations)
+        out.mkdir(parents=True, exist_ok=True)
+        plot_dpo_exact(traces, out / "dpo_exact.png")
+        for g, tr in zip(MATRIX_GAMES, traces, strict=True):
+            print(
+                f"{g.name}: p,q ({tr.p[0]:.2f}, {tr.q[0]:.2f}) -> ({tr.p[-1]:.3f}, {tr.q[-1]:.3f})  "
+                f"J {tr.J[0]:.3f} -> {tr.J[-1]:.3f} (optimum {g.optimum():.1f}) in {len(tr.J) - 1} steps, "
+                f"converged={tr.converged}"
+            )
+        print(f"plot written to {out / 'dpo_exact.png'}")
+        return 0
+
+    return run
 
 
-def main(argv: list[str] | None = None) -> int:
+PLANS: dict[str, Callable[[argparse.Namespace], Plan]] = {
+    "train": plan_train,
+    "compare": plan_compare,
+    "dpo-exact": plan_dpo_exact,
+}
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split("\n")).replace("\r", " ")
+
+
+def _fail(message: object, status: int) -> int:
+    print(f"confide: error: {_one_line(message)}", file=sys.stderr)
+    return status
+
+
+def _dispatch(argv: list[str] | None, execute: bool) -> int:
+    from confide.core.trainer import DivergenceError, TrainingInterrupted
+
     args = build_parser().parse_args(argv)
-    handlers = {"train": cmd_train, "compare": cmd_compare, "dpo-exact": cmd_dpo_exact}
     try:
-        return handlers[args.command](args)
-    except ConfigError as err:
-        print(f"confide: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+        plan = PLANS[args.command](args)
+        return plan() if execute else 0
+    except (ConfigError, CheckpointError) as err:
+        return _fail(err, EXIT_USAGE)
+    except TrainingInterrupted as err:
+        print(f"confide: {err}; continue with: confide train --resume {err.run_dir}", file=sys.stderr)
+        return 128 + err.signal_number
+    except DivergenceError as err:
+        return _fail(f"the run diverged: {err}", EXIT_DIVERGED)
     except KeyboardInterrupt:
         print("confide: interrupted", file=sys.stderr)
         return 130
-    except OSError as err:
-        print(f"confide: error: {err.strerror or err}: {getattr(err, 'filename', '') or ''}", file=sys.stderr)
-        return 1
+    except OSError as err:  # disk full, read-only or missing directory: the message names the file
+        filename = getattr(err, "filename", None)
+        return _fail(f"{err.strerror or err}{': ' + str(filename) if filename else ''}", EXIT_USAGE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command ``argv``; returns the exit status."""
+    return _dispatch(argv, execute=True)
+
+
+def check_command(argv: list[str]) -> int:
+    """Parse and validate ``argv`` exactly as :func:`main` does without running anything.
+
+    Returns 0 if the command would start, otherwise the exit status after the one-line error.
+    """
+    try:
+        return _dispatch(argv, execute=False)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from confide.channels.channel import Channel, Inbox
 from confide.channels.message import Message
@@ -41,3 +42,16 @@ class Meter:
         for kind, value in self.bytes_by_kind.items():
             out.setdefault(kind, int(value))
         return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counters as plain lists and dicts, to resume a run's byte totals exactly."""
+        return {
+            "bytes_by_kind": dict(self.bytes_by_kind),
+            "bytes_by_link": [[s, r, b] for (s, r), b in self.bytes_by_link.items()],
+            "messages_by_kind": dict(self.messages_by_kind),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.bytes_by_kind = Counter(state["bytes_by_kind"])
+        self.bytes_by_link = Counter({(int(s), int(r)): b for s, r, b in state["bytes_by_link"]})
+        self.messages_by_kind = Counter(state["messages_by_kind"])

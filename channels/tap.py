@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from typing import Any
 
 from confide.channels.channel import Channel, Inbox
+from confide.channels.codec import decode_payload
 from confide.channels.message import Message
 
 
@@ -58,3 +60,15 @@ class Tap:
         for e in self.entries:
             h.update(f"{e.round},{e.sender},{e.receiver},{e.kind},{e.size},{e.digest};".encode())
         return h.hexdigest()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The transcript so far (entries as tuples, kept payloads in wire form), so a resumed run's
+        digest covers the messages sent before the interruption."""
+        return {
+            "entries": [astuple(e) for e in self.entries],
+            "payloads": [(m.sender, m.receiver, m.kind, m.round, m.encoded_payload()) for m in self.payloads],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.entries = [TranscriptEntry(*e) for e in state["entries"]]
+        self.payloads = [Message(s, r, k, n, decode_payload(data)) for s, r, k, n, data in state["payloads"]]

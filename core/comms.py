@@ -65,6 +65,15 @@ class Comms:
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
 
+    def state_dict(self) -> dict:
+        """Round counter, rejection counts and deliveries (the channel saves its own state)."""
+        return {"round": self.round, "rejected": dict(self.rejected), "delivered": self.delivered}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.round = int(state["round"])
+        self.rejected = Counter(state["rejected"])
+        self.delivered = int(state["delivered"])
+
 
 def distribution_messages(
     probs: Tensor, neighbourhood: Neighbourhood, kind: str, round: int, head_of_receiver: bool

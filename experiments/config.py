@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-EnvName = Literal["predation", "matrix"]
+EnvName = Literal[
+    "predation",
+    "matrix",
+    "exchange",
+    "navigation",
+    "cleanup",
+    "harvest",
+    "stochastic_game",
+    "mpe_spread",
+    "mpe_line",
+    "mpe_circle",
+]
 AlgoName = Literal[
     "as",
     "as_peer",
@@ -29,6 +40,11 @@ AlgoName = Literal[
     "vs",
     "vps",
     "ps",
+    "cl",
+    "imr",
+    "centralized_ppo",
+    "independent_ppo",
+    "iql",
 ]
 ENV_NAMES: tuple[str, ...] = typing.get_args(EnvName)
 ALGO_NAMES: tuple[str, ...] = typing.get_args(AlgoName)
@@ -43,24 +59,83 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _show(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to one short line, so an error about a huge or odd value stays one line."""
+    text = repr(value).replace("\n", "\\n").replace("\r", "\\r")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _key(key: Any) -> str:
+    return key if isinstance(key, str) and key.isidentifier() else _show(key, 40)
+
+
+def _check_types(section: Any, where: str) -> None:
+    """Check every scalar field of a config section against its type hint, at construction.
+
+    Values built in Python (not only loaded from files) are checked too; ints given for floats are
+    stored as floats.
+    """
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            _check(isinstance(value, hints[f.name]), f"{f.name}: expected a section, got {_show(value)}")
+            continue
+        object.__setattr__(section, f.name, _coerce(value, hints[f.name], f"{where}.{f.name}"))
+
+
+def _in_range(value: Any, low: float, high: float, name: str) -> None:
+    if value is not None:
+        _check(low <= value <= high, f"{name} must be in {low}..{high}, got {_show(value)}")
+
+
+# Each environment's agent count when the config leaves it out, and the counts it accepts.
+DEFAULT_AGENTS = {
+    "predation": 8,
+    "matrix": 2,
+    "exchange": 3,
+    "navigation": 3,
+    "cleanup": 5,
+    "harvest": 5,
+    "stochastic_game": 6,
+    "mpe_spread": 5,
+    "mpe_line": 5,
+    "mpe_circle": 5,
+}
+AGENT_RANGE = {
+    "matrix": (2, 2),
+    "exchange": (3, 3),
+    "navigation": (2, 3),
+    "cleanup": (2, 6),
+    "harvest": (2, 9),
+}
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     name: EnvName = "predation"
-    agents: int = 8
+    agents: int | None = None  # None = the environment's own (DEFAULT_AGENTS)
     scheme: Literal["as", "ss"] = "ss"  # C. Predation reward scheme (decision 1)
     game: int = 1  # matrix game 1..4 (DPO App. C)
-    reward: Literal["individual", "team"] = "individual"  # team: every agent gets the mean reward
+    reward: Literal["individual", "team"] = "individual"  # team: every agent gets the team reward
+    game_seed: int = 0  # the stochastic game's tables (a property of the game, not of the run)
+    firing: bool = False  # Cleanup/Harvest penalty beam (Christoffersen et al.'s default: off)
 
     def __post_init__(self) -> None:
         _check(
-            self.name in ENV_NAMES,
-            f"env.name: unknown environment {self.name!r} (known: {', '.join(ENV_NAMES)})",
+            isinstance(self.name, str) and self.name in ENV_NAMES,
+            f"env.name: unknown environment {_show(self.name)} (known: {', '.join(ENV_NAMES)})",
         )
-        _check(self.agents >= 2, f"env.agents must be at least 2, got {self.agents}")
-        _check(self.agents <= 64, f"env.agents must be at most 64, got {self.agents}")
+        if self.agents is None:
+            object.__setattr__(self, "agents", DEFAULT_AGENTS[self.name])
+        _check_types(self, "env")
+        low, high = AGENT_RANGE.get(self.name, (2, 64))
+        _check(
+            low <= self.agents <= high,
+            f"env.agents must be in {low}..{high} for {self.name}, got {self.agents}",
+        )
         _check(1 <= self.game <= 4, f"env.game must be 1..4, got {self.game}")
-        if self.name == "matrix":
-            _check(self.agents == 2, "env.agents must be 2 for the matrix games")
+        _check(0 <= self.game_seed < 2**32, f"env.game_seed must be in 0..2^32-1, got {self.game_seed}")
 
 
 @dataclass(frozen=True)
@@ -70,18 +145,24 @@ class AlgoConfig:
     ratio_product_clip: float | None = None  # decision 8, default off
     d_target: float | None = None  # DPO/IPPO-KL; None = table
     one_over_n: bool | None = None  # DPO's 1/N factor; None = per variant
+    imr_bonus: float | None = None  # IMR's intrinsic reward ξ per cooperative act; None = table
 
     def __post_init__(self) -> None:
         _check(
-            self.name in ALGO_NAMES,
-            f"algo.name: unknown algorithm {self.name!r} (known: {', '.join(ALGO_NAMES)})",
+            isinstance(self.name, str) and self.name in ALGO_NAMES,
+            f"algo.name: unknown algorithm {_show(self.name)} (known: {', '.join(ALGO_NAMES)})",
         )
+        _check_types(self, "algo")
         _check(self.rho is None or self.rho >= 0, f"algo.rho must be >= 0, got {self.rho}")
         _check(
             self.ratio_product_clip is None or self.ratio_product_clip > 1,
             f"algo.ratio_product_clip must be > 1, got {self.ratio_product_clip}",
         )
         _check(self.d_target is None or self.d_target > 0, f"algo.d_target must be > 0, got {self.d_target}")
+        _check(
+            self.imr_bonus is None or self.imr_bonus >= 0,
+            f"algo.imr_bonus must be >= 0, got {self.imr_bonus}",
+        )
 
 
 @dataclass(frozen=True)
@@ -100,15 +181,15 @@ class PpoConfig:
     center_advantages: bool | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self, "ppo")
         for name in ("gamma", "gae_lambda"):
             v = getattr(self, name)
             _check(v is None or 0 <= v <= 1, f"ppo.{name} must be in [0, 1], got {v}")
         for name in ("clip_eps", "actor_lr", "critic_lr"):
             v = getattr(self, name)
-            _check(v is None or v > 0, f"ppo.{name} must be > 0, got {v}")
-        for name in ("iterations", "minibatches"):
-            v = getattr(self, name)
-            _check(v is None or v >= 1, f"ppo.{name} must be >= 1, got {v}")
+            _check(v is None or 0 < v <= 1, f"ppo.{name} must be in (0, 1], got {v}")
+        _in_range(self.iterations, 1, 10_000, "ppo.iterations")
+        _in_range(self.minibatches, 1, 65_536, "ppo.minibatches")
         for name in ("max_grad_norm", "entropy_coef"):
             v = getattr(self, name)
             _check(v is None or v >= 0, f"ppo.{name} must be >= 0, got {v}")
@@ -122,9 +203,10 @@ class TopologyConfig:
     period: int = 1
 
     def __post_init__(self) -> None:
+        _check_types(self, "topology")
         _check(self.radius > 0, f"topology.radius must be > 0, got {self.radius}")
         _check(self.partners >= 1, f"topology.partners must be >= 1, got {self.partners}")
-        _check(self.period >= 1, f"topology.period must be >= 1, got {self.period}")
+        _in_range(self.period, 1, 1_000_000, "topology.period")
 
 
 @dataclass(frozen=True)
@@ -134,12 +216,20 @@ class TrainConfig:
     seed: int = 0
     threads: int = 1
     progress: bool = True
+    checkpoint_every: int = 10  # updates between checkpoints (0: only at the end and on SIGTERM/SIGINT)
 
     def __post_init__(self) -> None:
+        _check_types(self, "train")
         _check(self.updates >= 1, f"train.updates must be >= 1, got {self.updates}")
+        _check(self.updates <= 1_000_000, f"train.updates must be at most 1000000, got {self.updates}")
         _check(1 <= self.batch <= 65536, f"train.batch must be in 1..65536, got {self.batch}")
-        _check(0 <= self.seed < 2**63, f"train.seed must be a non-negative integer, got {self.seed}")
+        _check(0 <= self.seed < 2**63, f"train.seed must be a non-negative integer, got {_show(self.seed)}")
         _check(1 <= self.threads <= 256, f"train.threads must be in 1..256, got {self.threads}")
+        _in_range(self.checkpoint_every, 0, 1_000_000, "train.checkpoint_every")
+
+
+# Fields that may differ between a checkpoint and the run resuming it: they change no number.
+RESUMABLE_CHANGES: tuple[str, ...] = ("train.checkpoint_every", "train.progress")
 
 
 @dataclass(frozen=True)
@@ -149,6 +239,19 @@ class RunConfig:
     ppo: PpoConfig = field(default_factory=PpoConfig)
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        """Checks that span sections (a schedule or an environment would otherwise fail mid-run)."""
+        _check_types(self, "")
+        kind, n = self.topology.kind, self.env.agents
+        _check(
+            kind != "radius" or self.env.name == "predation",
+            f"topology.kind radius needs agent positions; env {self.env.name!r} has none",
+        )
+        _check(
+            kind != "random_partners" or self.topology.partners <= n - 1,
+            f"topology.partners must be at most env.agents - 1 = {n - 1}, got {self.topology.partners}",
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -160,7 +263,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is Literal:
         allowed = typing.get_args(hint)
         what = {"env.name": "environment", "algo.name": "algorithm"}.get(where, "value")
-        _check(value in allowed, f"{where}: unknown {what} {value!r} (known: {', '.join(map(str, allowed))})")
+        ok = isinstance(value, str | int | float | bool | None) and any(
+            value == a and type(value) is type(a) for a in allowed
+        )
+        _check(ok, f"{where}: unknown {what} {_show(value)} (known: {', '.join(map(str, allowed))})")
         return value
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(hint)
@@ -175,23 +281,26 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
                 return _coerce(value, arg, where)
             except ConfigError as err:
                 errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {_show(value)}")
     if hint is bool:
-        _check(isinstance(value, bool), f"{where}: expected true/false, got {value!r}")
+        _check(isinstance(value, bool), f"{where}: expected true/false, got {_show(value)}")
         return value
     if hint is int:
         _check(
             isinstance(value, int) and not isinstance(value, bool),
-            f"{where}: expected an integer, got {value!r}",
+            f"{where}: expected an integer, got {_show(value)}",
         )
-        return value
+        return int(value)
     if hint is float:
         _check(
             isinstance(value, int | float) and not isinstance(value, bool),
-            f"{where}: expected a number, got {value!r}",
+            f"{where}: expected a number, got {_show(value)}",
         )
-        v = float(value)
-        _check(v == v and abs(v) != float("inf"), f"{where}: expected a finite number, got {value!r}")
+        try:
+            v = float(value)
+        except OverflowError:
+            raise ConfigError(f"{where}: expected a finite number, got {_show(value)}") from None
+        _check(v == v and abs(v) != float("inf"), f"{where}: expected a finite number, got {_show(value)}")
         return v
     if dataclasses.is_dataclass(hint):
         return section_from_dict(hint, value, where)
@@ -200,19 +309,21 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def section_from_dict(cls: type, data: Any, where: str) -> Any:
     """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
-    _check(isinstance(data, dict), f"{where}: expected a table/object, got {type(data).__name__}")
+    _check(isinstance(data, dict), f"{where or 'config'}: expected a table/object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted((k for k in data if k not in names), key=repr)
     _check(
         not unknown,
-        f"{where}: unknown key(s) {', '.join(map(str, unknown))} (known: {', '.join(sorted(names))})",
+        f"{where + ': ' if where else ''}unknown key(s) {', '.join(map(_key, unknown))} "
+        f"(known: {', '.join(sorted(names))})",
     )
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
     return cls(**kwargs)
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Validate a config mapping (every key, type and range) into a ``RunConfig``; raises ConfigError."""
     return section_from_dict(RunConfig, data, "")
 
 
@@ -221,17 +332,17 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     try:
         text = p.read_bytes()
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {p}: {err.strerror}") from err
+    except (OSError, ValueError) as err:  # ValueError: a NUL byte in the path
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ConfigError(f"cannot read config file {_show(str(p), 200)}: {reason}") from err
     try:
         if p.suffix.lower() == ".toml":
             data = tomllib.loads(text.decode())
         else:
             data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ConfigError(
-            f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {str(err).splitlines()[0]}"
-        ) from err
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        first = (str(err).splitlines() or ["nested too deeply"])[0]
+        raise ConfigError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'JSON'}: {first}") from err
     _check(isinstance(data, dict), f"config file {p}: the top level must be a table/object")
     return data
 

@@ -1,5 +1,10 @@
 """Atomic result files: write to a temporary file in the same directory, fsync, then rename, so a
-reader never sees half a file and a crash never leaves a truncated result."""
+reader never sees half a file and a crash never leaves a truncated result.
+
+A failed write (disk full, read-only directory) removes its temporary file and leaves the previous
+version of the file untouched; the error is a ``ResultWriteError`` whose message is one line naming
+the file and the reason.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,54 @@ from pathlib import Path
 from typing import Any
 
 
+class ResultWriteError(OSError):
+    """A result or checkpoint file could not be written; its previous version is intact."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` all at once (temp file + fsync + rename + fsync of the directory)."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    tmp: str | None = None
     try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
         os.fchmod(fd, 0o644)
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            _write_all(f, data, p)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
+        tmp = None
+        _fsync_directory(p.parent)
+    except OSError as err:
+        raise ResultWriteError(
+            err.errno, f"cannot write {p}: {err.strerror or err} (the previous version is unchanged)"
+        ) from err
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
+
+
+def _write_all(f: Any, data: bytes, target: Path) -> None:
+    """The one place bytes hit the disk, for ``target`` (tests replace it to simulate a full disk)."""
+    f.write(data)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable; platforms that cannot open a directory skip it."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:

@@ -20,7 +20,7 @@ def _run_cli(*args: str, cwd=None):
     [
         (["train", "--env", "nowhere"], "unknown environment"),
         (["train", "--algo", "magic"], "unknown algorithm"),
-        (["train", "--agents", "1"], "at least 2"),
+        (["train", "--agents", "1"], "must be in 2..64"),
         (["train", "--seed", "-3"], "non-negative"),
         (["train", "--updates", "0"], "updates"),
         (["train", "--batch", "x"], "invalid int"),
