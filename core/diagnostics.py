@@ -16,7 +16,9 @@ from confide.core.rollout import Rollout
 
 
 @torch.no_grad()
-def head_diagnostics(population: Population, rollout: Rollout) -> dict[str, float]:
+def head_diagnostics(population: Population | None, rollout: Rollout) -> dict[str, float]:
+    if population is None:  # no per-agent networks (centralised joint-action PPO)
+        return {}
     n = population.n_agents
     if population.heads != n:
         return own_policy_diagnostics(population, rollout)
@@ -30,9 +32,9 @@ def head_diagnostics(population: Population, rollout: Rollout) -> dict[str, floa
     off = ~torch.eye(n, dtype=torch.bool)
     out = {"heads/mse_mean": float(mse[off].mean())}
     approach = None
-    if rollout.cooperative is not None:
+    if rollout.cooperative is not None and bool((rollout.cooperative >= 0).any()):
         coop = rollout.cooperative.reshape(-1, n).T.reshape(1, n, m, 1).expand(n, n, m, 1)
-        approach = probs.gather(-1, coop.long()).squeeze(-1).mean(dim=-1)  # [N, N]
+        approach = _masked_mean(probs.gather(-1, coop.clamp(min=0).long()).squeeze(-1), coop[..., 0] >= 0)
         out["heads/approach_mean"] = float(approach[off].mean())
         own_approach = torch.diagonal(approach)
         out["policy/approach_mean"] = float(own_approach.mean())
@@ -49,12 +51,20 @@ def head_diagnostics(population: Population, rollout: Rollout) -> dict[str, floa
 @torch.no_grad()
 def own_policy_diagnostics(population: Population, rollout: Rollout) -> dict[str, float]:
     """Mean probability each agent's own policy gives the cooperative action (e.g. "approach")."""
-    if rollout.cooperative is None:
+    if rollout.cooperative is None or not bool((rollout.cooperative >= 0).any()):
         return {}
     n = population.n_agents
     probs = torch.softmax(population.own_logits(rollout.flat_states()), dim=-1)  # [N, M, A]
     coop = rollout.cooperative.reshape(-1, n).T.unsqueeze(-1).long()
-    return {"policy/approach_mean": float(probs.gather(-1, coop).mean())}
+    p = probs.gather(-1, coop.clamp(min=0)).squeeze(-1)
+    return {"policy/approach_mean": float(_masked_mean(p, coop[..., 0] >= 0).mean())}
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the last axis of the entries where ``mask`` holds (a cooperative act exists: an
+    environment marks states without one by −1); NaN-free: 0 where nothing counts."""
+    mask = mask.to(x.dtype)
+    return (x * mask).sum(-1) / mask.sum(-1).clamp(min=1)
 
 
 def joint_action_rates(rollout: Rollout) -> dict[str, float]:
@@ -62,7 +72,8 @@ def joint_action_rates(rollout: Rollout) -> dict[str, float]:
 
     ``actions/cooperate`` is the fraction of agent-steps that cooperated; ``actions/all_cooperate`` and
     ``actions/none_cooperate`` the fractions of steps where every / no agent did (C-C and D-D at N = 2;
-    C-D is the rest).
+    C-D is the rest). Environments mark agent-steps without a cooperative act by −1: those count as
+    not cooperating (e.g. Harvest: no scarce apple to spare).
     """
     if rollout.cooperative is None:
         return {}

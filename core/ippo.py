@@ -45,11 +45,12 @@ class IndependentPPO(StackedLearner):
 
 
 def clipped_ppo_update(
-    learner: StackedLearner, rollout: Rollout, advantages: tuple[Tensor, Tensor] | None = None
+    learner: StackedLearner, rollout: Rollout, advantages: tuple[Tensor, Tensor | None] | None = None
 ) -> dict[str, float]:
-    """Independent clipped-PPO steps of every agent (shared by IPPO, VPS and VS).
+    """Independent clipped-PPO steps of every agent (shared by IPPO, VPS, VS, CL and IMR).
 
-    ``advantages`` = (Â ``[M, N]``, critic targets ``[M, N]``); by default each agent's own GAE.
+    ``advantages`` = (Â ``[M, N]``, critic targets ``[M, N]``); by default each agent's own GAE. With
+    targets None the agents have no critics to train (CL: a central unit evaluates).
     """
     pop = learner.population
     states, actions = rollout.flat_states(), rollout.flat_actions()
@@ -68,5 +69,9 @@ def clipped_ppo_update(
             entropy = -(logp.exp() * logp).sum(-1)
             loss = -(surrogate + learner.ppo.entropy_coef * entropy).mean(dim=1)
             learner.optimiser.step_actor(loss.sum())
-            closs = critic_step(pop, learner.optimiser, states[idx], targets[idx])
-    return {"loss/surrogate": float(surrogate.detach().mean()), "loss/critic": float(closs.mean())}
+            if targets is not None:
+                closs = critic_step(pop, learner.optimiser, states[idx], targets[idx])
+    stats = {"loss/surrogate": float(surrogate.detach().mean())}
+    if targets is not None:
+        stats["loss/critic"] = float(closs.mean())
+    return stats

@@ -28,11 +28,12 @@ class StackedLearner:
         ppo: PpoSettings,
         sizes: NetworkSizes,
         generator: torch.Generator,
+        critics: bool = True,
     ) -> None:
         self.name = name
         self.ppo = ppo
         self.generator = generator
-        self.population = Population(n_agents, state_dim, n_actions, heads, sizes, generator)
+        self.population = Population(n_agents, state_dim, n_actions, heads, sizes, generator, critics)
         self.optimiser = PopulationOptimiser(self.population, ppo.actor_lr, ppo.critic_lr, ppo.max_grad_norm)
 
     def act_logits(self, states: Tensor) -> Tensor:

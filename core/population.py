@@ -41,6 +41,7 @@ class Population(nn.Module):
         heads: int,
         sizes: NetworkSizes,
         generator: torch.Generator,
+        critics: bool = True,
     ) -> None:
         super().__init__()
         if heads not in (1, n_agents):
@@ -51,7 +52,11 @@ class Population(nn.Module):
         self.policy = StackedMLP(
             n_agents * heads, (state_dim, *sizes.actor_hidden, n_actions), generator, sizes.activation
         )
-        self.critic = StackedMLP(n_agents, (state_dim, *sizes.critic_hidden, 1), generator, sizes.activation)
+        self.critic = (
+            StackedMLP(n_agents, (state_dim, *sizes.critic_hidden, 1), generator, sizes.activation)
+            if critics
+            else None
+        )  # no per-agent critics when a central unit evaluates (CL)
         own = torch.arange(n_agents) * heads + (torch.arange(n_agents) if heads > 1 else 0)
         self.register_buffer("own_index", own, persistent=False)
 
@@ -66,13 +71,15 @@ class Population(nn.Module):
 
     def values(self, states: Tensor) -> Tensor:
         """``[N, M]`` each agent's value estimate V_i(s)."""
+        if self.critic is None:
+            raise RuntimeError("this population has no per-agent critics")
         return self.critic(states).squeeze(-1)
 
     def actor_parameters(self) -> list[Tensor]:
         return self.policy.group_parameters()
 
     def critic_parameters(self) -> list[Tensor]:
-        return self.critic.group_parameters()
+        return [] if self.critic is None else self.critic.group_parameters()
 
 
 class PopulationOptimiser:
@@ -87,13 +94,16 @@ class PopulationOptimiser:
         self.population = population
         self.max_grad_norm = max_grad_norm
         self.actor = torch.optim.Adam(population.actor_parameters(), lr=actor_lr)
-        self.critic = torch.optim.Adam(population.critic_parameters(), lr=critic_lr)
+        critic_params = population.critic_parameters()
+        self.critic = torch.optim.Adam(critic_params, lr=critic_lr) if critic_params else None
 
     def step_actor(self, loss: Tensor) -> Tensor:
         """Backpropagate ``loss`` (sum over agents) into the actors and step; returns grad norms ``[N]``."""
         return self._step(self.actor, self.population.actor_parameters(), loss)
 
     def step_critic(self, loss: Tensor) -> Tensor:
+        if self.critic is None:
+            raise RuntimeError("this population has no per-agent critics")
         return self._step(self.critic, self.population.critic_parameters(), loss)
 
     def _step(self, opt: torch.optim.Optimizer, params: Sequence[Tensor], loss: Tensor) -> Tensor:
@@ -104,8 +114,10 @@ class PopulationOptimiser:
         return norms
 
     def state_dict(self) -> dict:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict()}
+        critic = None if self.critic is None else self.critic.state_dict()
+        return {"actor": self.actor.state_dict(), "critic": critic}
 
     def load_state_dict(self, state: dict) -> None:
         self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
+        if self.critic is not None:
+            self.critic.load_state_dict(state["critic"])

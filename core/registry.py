@@ -9,9 +9,13 @@ import torch
 from torch import Tensor
 
 from confide.core.anticipation import anticipation_sharing
+from confide.core.centralized_learning import CentralizedLearning
+from confide.core.centralized_ppo import CentralizedPPO, JointActionTooLarge
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.dpo import DecentralizedPolicyOptimization
 from confide.core.dual_clipped import DualClippedConfig
+from confide.core.independent_q_learning import IndependentQLearning
+from confide.core.intrinsic_moral_reward import IntrinsicMoralReward
 from confide.core.ippo import IndependentPPO
 from confide.core.policy_parameter_sharing import PolicyParameterSharing
 from confide.core.population import Population
@@ -20,13 +24,13 @@ from confide.core.suggestion import suggestion_sharing
 from confide.core.value_parameter_sharing import ValueParameterSharing
 from confide.core.value_sharing import ValueSharing
 from confide.experiments import hyperparameters as hp
-from confide.experiments.config import RunConfig
+from confide.experiments.config import ConfigError, RunConfig
 
 
 class Learner(Protocol):
     name: str
     message_kinds: tuple[str, ...]
-    population: Population
+    population: Population | None  # None: no per-agent networks (centralised joint-action PPO)
 
     def act_logits(self, states: Tensor) -> Tensor: ...
 
@@ -49,9 +53,32 @@ def build_learner(config: RunConfig, state_dim: int, n_actions: int, generator: 
         learner = make(n, state_dim, n_actions, ppo, dual, sizes, generator)
         learner.name = name
         return learner
-    if name == "ippo":
-        return IndependentPPO(n, state_dim, n_actions, ppo, sizes, generator)
-    baselines = {"vs": ValueSharing, "vps": ValueParameterSharing, "ps": PolicyParameterSharing}
+    if name in ("ippo", "independent_ppo"):  # "independent PPO" is the AS paper's Fig. 6 name
+        learner = IndependentPPO(n, state_dim, n_actions, ppo, sizes, generator)
+        learner.name = name
+        return learner
+    if name == "centralized_ppo":
+        try:
+            return CentralizedPPO(n, state_dim, n_actions, ppo, sizes, generator)
+        except JointActionTooLarge as err:
+            raise ConfigError(str(err)) from None
+    if name == "imr":
+        if config.env.name not in hp.IMR_ENVIRONMENTS:
+            raise ConfigError(
+                f"imr needs an environment that declares a cooperative act "
+                f"({', '.join(hp.IMR_ENVIRONMENTS)}); {config.env.name!r} declares none"
+            )
+        return IntrinsicMoralReward(n, state_dim, n_actions, ppo, sizes, generator, hp.imr_bonus(config))
+    if name == "iql":
+        return IndependentQLearning(
+            n, state_dim, n_actions, ppo, sizes, generator, hp.IQL, config.train.updates
+        )
+    baselines = {
+        "vs": ValueSharing,
+        "vps": ValueParameterSharing,
+        "ps": PolicyParameterSharing,
+        "cl": CentralizedLearning,
+    }
     if name in baselines:
         return baselines[name](n, state_dim, n_actions, ppo, sizes, generator)
     return DecentralizedPolicyOptimization(

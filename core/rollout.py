@@ -84,6 +84,9 @@ def sample_categorical(logits: Tensor, generator: torch.Generator) -> tuple[Tens
 
 
 ActLogits = Callable[[Tensor], Tensor]  # states [B, S] -> own-policy logits [N, B, A]
+# states [B, S], generator -> actions [N, B], log-probabilities [N, B] (a learner whose agents do not act
+# independently, e.g. a joint-action controller, samples for itself)
+SampleActions = Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]]
 
 
 @torch.no_grad()
@@ -93,8 +96,12 @@ def collect_rollout(
     env_rng: np.random.Generator,
     generator: torch.Generator,
     record_cooperative: bool = True,
+    sample_actions: SampleActions | None = None,
 ) -> Rollout:
-    """Run ``env.batch_size`` episodes to the horizon with every agent acting on its own policy."""
+    """Run ``env.batch_size`` episodes to the horizon with every agent acting on its own policy.
+
+    By default each agent samples independently from ``act_logits``; ``sample_actions`` replaces that.
+    """
     reset = env.reset(env_rng)
     state = reset.state
     positions = reset.positions
@@ -102,8 +109,10 @@ def collect_rollout(
     states, next_states, actions, logps, rewards, ends, poss, coops = [], [], [], [], [], [], [], []
     for _ in range(T):
         s = torch.from_numpy(np.asarray(state, dtype=np.float32))
-        logits = act_logits(s)  # [N, B, A]
-        a, lp = sample_categorical(logits, generator)
+        if sample_actions is None:
+            a, lp = sample_categorical(act_logits(s), generator)  # [N, B] each
+        else:
+            a, lp = sample_actions(s, generator)
         a_bn = a.T.contiguous()  # [B, N]
         if record_cooperative:
             try:

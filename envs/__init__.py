@@ -5,6 +5,9 @@
 * ``"predation"``: ``CooperativePredation`` (kwargs ``scheme``, ``horizon``; decision 1).
 * ``"matrix"``: ``MatrixGameEnv`` of DPO App. C (kwarg ``game``: a ``MatrixGame`` or its name, default
   ``"matrix_game_1"``); ``n_agents`` must be 2.
+* ``"exchange"`` (AS), ``"navigation"`` (C. Navigation), ``"cleanup"``, ``"harvest"`` (reconstructed
+  small maps), ``"stochastic_game"`` (DPO Sec. 4.1), ``"mpe_spread"``, ``"mpe_line"``, ``"mpe_circle"``
+  (DPO's MPE tasks): see each module's docstring for its rules, optimum, floor and private parameter.
 
 The PettingZoo view of one episode lives in ``confide.envs.pettingzoo_view`` (imported on demand).
 """
@@ -17,12 +20,54 @@ from confide.envs.base import FloorKind, Reset, StepResult, VecEnv, check_action
 from confide.envs.matrix_games import MATRIX_GAMES, MatrixGame, MatrixGameEnv, matrix_game
 from confide.envs.predation import CooperativePredation
 
-EnvName = Literal["predation", "matrix"]
+EnvName = Literal[
+    "predation",
+    "matrix",
+    "exchange",
+    "navigation",
+    "cleanup",
+    "harvest",
+    "stochastic_game",
+    "mpe_spread",
+    "mpe_line",
+    "mpe_circle",
+]
 ENV_NAMES: tuple[str, ...] = get_args(EnvName)
 
 
+def _env_class(name: str) -> Any:
+    """The class behind ``name``, imported on demand (the grid and MPE modules are sizeable)."""
+    if name == "exchange":
+        from confide.envs.exchange import Exchange
+
+        return Exchange
+    if name == "navigation":
+        from confide.envs.navigation import CooperativeNavigation
+
+        return CooperativeNavigation
+    if name == "cleanup":
+        from confide.envs.cleanup import Cleanup
+
+        return Cleanup
+    if name == "harvest":
+        from confide.envs.harvest import Harvest
+
+        return Harvest
+    if name == "stochastic_game":
+        from confide.envs.stochastic_game import RandomStochasticGame
+
+        return RandomStochasticGame
+    from confide.envs.mpe_tasks import CircleControl, LineControl, SimpleSpread
+
+    return {"mpe_spread": SimpleSpread, "mpe_line": LineControl, "mpe_circle": CircleControl}[name]
+
+
 def make_env(name: EnvName, n_agents: int, batch_size: int, **kwargs: Any) -> VecEnv:
-    """Build the batched environment ``name`` with ``n_agents`` agents and ``batch_size`` episodes."""
+    """Build the batched environment ``name`` with ``n_agents`` agents and ``batch_size`` episodes.
+
+    Keyword arguments go to the environment's constructor (e.g. ``scheme`` for C. Predation, ``game``
+    for the matrix games, ``reward_mode`` and ``seed`` for the stochastic game, ``firing`` for Cleanup).
+    """
     if name == "predation":
         return CooperativePredation(n_agents, batch_size, **kwargs)
     if name == "matrix":
@@ -33,6 +78,8 @@ def make_env(name: EnvName, n_agents: int, batch_size: int, **kwargs: Any) -> Ve
             unexpected = ", ".join(sorted(kwargs))
             raise ValueError(f"unexpected arguments for matrix: {unexpected}; only 'game' is accepted")
         return MatrixGameEnv(game, batch_size)
+    if name in ENV_NAMES:
+        return _env_class(name)(n_agents, batch_size=batch_size, **kwargs)
     raise ValueError(f"unknown environment {name!r}; known environments: {', '.join(ENV_NAMES)}")
 
 

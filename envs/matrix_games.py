@@ -132,8 +132,13 @@ class MatrixGameEnv:
         )
 
     def cooperative_action(self) -> np.ndarray:
-        """Matrix games have no per-action cooperative act."""
-        raise NotImplementedError("matrix games define no per-agent cooperative action")
+        """``[B, 2]``: each agent's part of the best joint action (choice, used by IMR and diagnostics).
+
+        A team game has no dilemma, so "cooperating" is read as playing one's part of the team optimum
+        (the first best entry). It is designer's knowledge, which is exactly what IMR assumes.
+        """
+        a1, a2 = np.unravel_index(int(np.argmax(self.game.payoff)), (2, 2))
+        return np.tile(np.array([a1, a2], dtype=np.int64), (self.batch_size, 1))
 
     def optimal_collective_return(self) -> float:
         """``2 × max payoff``: the best joint action, summed over both agents."""

@@ -49,9 +49,22 @@ def _save(fig: plt.Figure, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def is_normalised(runs: dict[str, list[dict[str, Any]]]) -> bool:
+    """Whether the environment states an optimum; without one (Cleanup, Harvest, MPE) the report shows
+    raw collective returns instead of normalised ones."""
+    return all(r["summary"]["optimal_collective_return"] is not None for rs in runs.values() for r in rs)
+
+
+def final_scores(rs: list[dict[str, Any]], normalised: bool) -> np.ndarray:
+    key = "normalized_return" if normalised else "collective_return"
+    return np.array([r["summary"][key] for r in rs], dtype=float)
+
+
 def _normalised_curves(runs: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
     s = runs[0]["summary"]
     lo, hi = s["floor_collective_return"], s["optimal_collective_return"]
+    if hi is None:  # no optimum known: raw collective returns
+        lo, hi = 0.0, 1.0
     length = min(len(r["metrics"]) for r in runs)
     curves = np.array(
         [[(m["collective_return"] - lo) / (hi - lo) for m in r["metrics"][:length]] for r in runs]
@@ -77,10 +90,13 @@ def plot_learning_curves(runs: dict[str, list[dict[str, Any]]], path: Path, titl
         ax.plot(steps, mean, label=f"{algo} (n={len(rs)})")
         ax.fill_between(steps, lo, hi, alpha=0.2)
     ax.set_xlabel("environment steps (episodes × horizon)")
-    ax.set_ylabel("normalised collective return")
     ax.set_title(title)
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+    if is_normalised(runs):
+        ax.set_ylabel("normalised collective return")
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+    else:
+        ax.set_ylabel("collective return (no optimum known)")
     ax.legend(loc="best", fontsize=8)
     _save(fig, path)
 
@@ -88,15 +104,18 @@ def plot_learning_curves(runs: dict[str, list[dict[str, Any]]], path: Path, titl
 def plot_final(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.8))
     algos = list(runs)
+    normalised = is_normalised(runs)
     for k, algo in enumerate(algos):
-        vals = np.array([r["summary"]["normalized_return"] for r in runs[algo]])
+        vals = final_scores(runs[algo], normalised)
         mean, lo, hi = mean_ci(vals)
         ax.bar(k, mean, color=f"C{k}", alpha=0.6)
         ax.errorbar(k, mean, yerr=[[mean - lo], [hi - mean]], color="black", capsize=4)
         ax.scatter(np.full(len(vals), k), vals, color="black", s=12, zorder=3)
     ax.set_xticks(range(len(algos)), algos)
-    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-    ax.set_ylabel("final normalised return (last 10% of updates)")
+    if normalised:
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    what = "normalised return" if normalised else "collective return"
+    ax.set_ylabel(f"final {what} (last 10% of updates)")
     _save(fig, path)
 
 
@@ -191,23 +210,29 @@ def write_report(root: Path, title: str) -> Path:
         "fraction of steps where all agents cooperate",
     )
     first = next(iter(runs.values()))[0]["summary"]
+    normalised = is_normalised(runs)
+    optimum = (
+        f"Optimal collective return {first['optimal_collective_return']:.1f}, "
+        if normalised
+        else "No optimum is known for this environment: scores are raw collective returns; "
+    )
     lines = [
         f"# {title}",
         "",
         f"Environment `{first['env']}`"
         + (f" (scheme `{first['scheme']}`)" if "scheme" in first else "")
-        + f", {first['agents']} agents. Optimal collective return {first['optimal_collective_return']:.1f}, "
+        + f", {first['agents']} agents. {optimum}"
         f"floor {first['floor_collective_return']:.1f} ({first['floor_kind']}). "
         "normalised return = (R − R_floor) / (R_opt − R_floor), R = mean collective episode return over the "
         "last 10% of updates; intervals are 95% Student-t over seeds.",
         "",
-        "| algorithm | seeds | normalised return (95% CI) | per seed | collective return | bytes/agent/update "
-        "| updates | env steps | wall s (mean) |",
+        f"| algorithm | seeds | {'normalised' if normalised else 'collective'} return (95% CI) | per seed "
+        "| collective return | bytes/agent/update | updates | env steps | wall s (mean) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for algo, rs in runs.items():
         s = [r["summary"] for r in rs]
-        vals = np.array([x["normalized_return"] for x in s])
+        vals = final_scores(rs, normalised)
         mean, lo, hi = mean_ci(vals)
         lines.append(
             f"| {algo} | {len(s)} | {mean:.3f} [{lo:.3f}, {hi:.3f}] | {', '.join(f'{v:.3f}' for v in vals)} "

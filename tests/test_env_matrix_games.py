@@ -80,8 +80,8 @@ def test_env_returns_and_floor():
     env4 = MatrixGameEnv(MATRIX_GAMES[3], batch_size=1)
     assert env4.optimal_collective_return() == 40.0
     assert env4.floor_collective_return() == (15.0, "uniform_random")
-    with pytest.raises(NotImplementedError):
-        env.cooperative_action()
+    assert env.cooperative_action().tolist() == [[0, 1]]  # game 1's optimum (0, 1) pays 7
+    assert MatrixGameEnv(MATRIX_GAMES[1], 3).cooperative_action().tolist() == [[1, 0]] * 3
 
 
 def test_env_errors():

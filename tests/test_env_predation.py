@@ -216,12 +216,12 @@ def test_reset_to_validation():
 
 
 def test_registry():
-    assert ENV_NAMES == ("predation", "matrix")
+    assert ENV_NAMES[:2] == ("predation", "matrix") and len(ENV_NAMES) == 10
     env = make_env("predation", 8, 4, scheme="as", horizon=10)
     assert isinstance(env, CooperativePredation)
     assert (env.n_agents, env.batch_size, env.horizon, env.scheme) == (8, 4, 10, "as")
-    with pytest.raises(ValueError, match="environment 'cleanup'; known environments: predation, matrix"):
-        make_env("cleanup", 2, 1)
+    with pytest.raises(ValueError, match="environment 'pong'; known environments: predation, matrix, exchange"):
+        make_env("pong", 2, 1)
 
 
 # ---------------------------------------------------------------- determinism and reproducibility
