@@ -39,6 +39,7 @@ from confide.channels.dp_noise import DEFAULT_NOISED_ARRAYS, DPNoiseLayer, Neigh
 from confide.channels.drops import BernoulliLoss, DropLayer, GilbertElliottLoss, LossModel
 from confide.channels.encryption import REJECTION_REASONS, EncryptionLayer
 from confide.channels.message import Message
+from confide.channels.plain_state import from_plain, to_plain
 from confide.channels.quantise import QuantiseLayer
 
 DPMechanism = Literal["none", "gaussian", "laplace"]
@@ -196,13 +197,16 @@ class ChannelStack:
 
     def state_dict(self) -> dict[str, Any]:
         """Every active layer's state plus the stack's counters (the wire hook and transport not included)."""
-        return {
-            "sent": self.sent,
-            "delivered": self.delivered,
-            "layers": {name: layer.state_dict() for name, layer in self.layers.items()},
-        }
+        return to_plain(
+            {
+                "sent": self.sent,
+                "delivered": self.delivered,
+                "layers": {name: layer.state_dict() for name, layer in self.layers.items()},
+            }
+        )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = from_plain(state)
         if set(state["layers"]) != set(self.layers):
             raise ValueError(
                 f"checkpoint has layers {sorted(state['layers'])}, stack has {sorted(self.layers)}"

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from confide.channels import Channel, Inbox, Message
+from confide.channels.plain_state import from_plain
 
 
 @dataclass(frozen=True)
@@ -46,33 +47,78 @@ class Neighbourhood:
 
 
 class Comms:
-    """An algorithm's handle on the network: exchange messages, count rejections."""
+    """An algorithm's handle on the network: exchange messages, count rejections and late arrivals.
 
-    def __init__(self, channel: Channel, n_agents: int) -> None:
+    A delayed message arrives in a later round than it was sent in. The inbox ``exchange`` returns holds
+    only messages of the current round, so no algorithm mistakes a stale message for a current one;
+    late ones are counted per kind in ``late`` and the newest per (sender, receiver, kind) is kept in
+    ``held`` for receivers that choose to reuse it (see ``latest_held``).
+    """
+
+    def __init__(self, channel: Channel, n_agents: int, hold: bool = False) -> None:
         self.channel = channel
         self.n_agents = n_agents
+        self.hold = hold  # keep the newest message per link and kind (memory: one message per link)
         self.round = 0
         self.rejected: Counter[str] = Counter()
+        self.late: Counter[str] = Counter()
         self.delivered = 0
+        self.held: dict[tuple[int, int, str], Message] = {}
 
     def exchange(self, outgoing: Sequence[Message]) -> Inbox:
-        """Send one round of messages and return the inbox; advances the round counter."""
+        """Send one round of messages and return this round's inbox; advances the round counter."""
         inbox = self.channel.exchange(self.round, outgoing)
+        current = []
+        for message in inbox.messages():
+            key = (message.sender, message.receiver, message.kind)
+            if message.round == self.round:
+                current.append(message)
+            else:
+                self.late[message.kind] += 1
+            held = self.held.get(key)
+            if self.hold and (held is None or held.round <= message.round):
+                self.held[key] = message
         self.round += 1
-        self.delivered += len(inbox)
-        return inbox
+        self.delivered += len(current)
+        return Inbox(current)
+
+    def latest_held(self, sender: int, receiver: int, kind: str, since_round: int) -> Message | None:
+        """The newest message of ``kind`` on the link sent in round ``since_round`` or later, if any."""
+        message = self.held.get((sender, receiver, kind))
+        return message if message is not None and message.round >= since_round else None
 
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
 
     def state_dict(self) -> dict:
-        """Round counter, rejection counts and deliveries (the channel saves its own state)."""
-        return {"round": self.round, "rejected": dict(self.rejected), "delivered": self.delivered}
+        """Round counter, counts, and the held messages (the channel saves its own state)."""
+        held = [  # payloads as their wire bytes: a checkpoint holds tensors and plain values only
+            [
+                m.sender,
+                m.receiver,
+                m.kind,
+                m.round,
+                torch.frombuffer(bytearray(m.encoded_payload()), dtype=torch.uint8),
+            ]
+            for m in self.held.values()
+        ]
+        return {
+            "round": self.round,
+            "rejected": dict(self.rejected),
+            "late": dict(self.late),
+            "delivered": self.delivered,
+            "held": held,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self.round = int(state["round"])
         self.rejected = Counter(state["rejected"])
+        self.late = Counter(state.get("late", {}))
         self.delivered = int(state["delivered"])
+        self.held = {}
+        for plain in state.get("held", []):
+            m = from_plain(plain)
+            self.held[(m.sender, m.receiver, m.kind)] = m
 
 
 def distribution_messages(

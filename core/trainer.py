@@ -8,6 +8,7 @@ A NaN/inf in a statistic or a parameter stops the run (``DivergenceError``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from confide.channels import IdealChannel, Meter, Tap
+from confide.channels import Channel, ChannelStack, IdealChannel, Meter, Tap, build_channel
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.diagnostics import head_diagnostics, joint_action_rates
 from confide.core.registry import Learner, build_learner
@@ -101,6 +102,28 @@ def seeds(seed: int) -> tuple[np.random.Generator, np.random.Generator, torch.Ge
     return np.random.default_rng(env_ss), np.random.default_rng(topo_ss), gen
 
 
+def channel_rng(seed: int) -> np.random.Generator:
+    """The channel layers' stream: the fourth child of the run seed (the first three are ``seeds``')."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(4)[3])
+
+
+def build_run_channel(config: RunConfig) -> tuple[ChannelStack, Meter, Tap]:
+    """The configured layers around ``IdealChannel`` with the meter and tap on the wire (below
+    encryption: they count and record what a link carries). Nodes: the N agents and a central unit
+    with id N (CL, centralised PPO)."""
+    wire: dict[str, Any] = {}
+
+    def on_wire(channel: Channel) -> Channel:
+        wire["meter"] = Meter(channel)
+        wire["tap"] = Tap(wire["meter"])
+        return wire["tap"]
+
+    stack = build_channel(
+        config.channel, config.env.agents + 1, channel_rng(config.train.seed), IdealChannel(), on_wire
+    )
+    return stack, wire["meter"], wire["tap"]
+
+
 @dataclass
 class RunState:
     """Everything that changes during a run, and nothing else: exactly what a checkpoint holds.
@@ -111,6 +134,7 @@ class RunState:
 
     learner: Learner
     comms: Comms
+    channel: ChannelStack
     meter: Meter
     tap: Tap
     schedule: NeighbourSchedule
@@ -122,6 +146,7 @@ class RunState:
         return {
             "learner": self.learner.state_dict(),
             "comms": self.comms.state_dict(),
+            "channel": self.channel.state_dict(),
             "meter": self.meter.state_dict(),
             "tap": self.tap.state_dict(),
             "schedule": self.schedule.state_dict(),
@@ -133,6 +158,7 @@ class RunState:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.learner.load_state_dict(state["learner"])
         self.comms.load_state_dict(state["comms"])
+        self.channel.load_state_dict(state["channel"])
         self.meter.load_state_dict(state["meter"])
         self.tap.load_state_dict(state["tap"])
         self.schedule.load_state_dict(state["schedule"])
@@ -142,14 +168,13 @@ class RunState:
 
 
 def start_run(config: RunConfig, env: VecEnv) -> RunState:
-    """A run at update 0: networks, channel stack ``Tap(Meter(IdealChannel()))`` and generators."""
+    """A run at update 0: networks, the channel stack (``build_run_channel``) and generators."""
     env_rng, topo_rng, generator = seeds(config.train.seed)
     learner: Learner = build_learner(config, env.state_dim, env.n_actions, generator)
-    meter = Meter(IdealChannel())
-    tap = Tap(meter)
-    comms = Comms(tap, config.env.agents)
+    channel, meter, tap = build_run_channel(config)
+    comms = Comms(channel, config.env.agents)
     schedule = make_schedule(config, topo_rng)
-    return RunState(learner, comms, meter, tap, schedule, env_rng, generator, [])
+    return RunState(learner, comms, channel, meter, tap, schedule, env_rng, generator, [])
 
 
 class TrainingInterrupted(Exception):
@@ -336,6 +361,22 @@ def _check_finite(row: dict[str, Any], update: int) -> None:
                     raise DivergenceError(f"update {update}, agent {agent}: statistic {key} is {v}")
 
 
+def channel_summary(config: RunConfig, channel: ChannelStack) -> dict[str, Any]:
+    """What the network did: its settings, losses, rejections per layer and reason, message counts,
+    and each agent's (ε, δ) when DP noise is on."""
+    out: dict[str, Any] = {
+        "settings": dataclasses.asdict(config.channel),
+        "counts": channel.counts(),
+        "losses": channel.losses(),
+        "rejections": channel.rejections(),
+    }
+    if config.channel.dp_mechanism != "none":
+        out["privacy"] = {
+            str(agent): {"epsilon": e, "delta": d} for agent, (e, d) in channel.privacy().items()
+        }
+    return out
+
+
 def _summary(config: RunConfig, env: VecEnv, run: RunState, wall: float) -> dict[str, Any]:
     metrics, meter, learner, comms = run.metrics, run.meter, run.learner, run.comms
     n, updates = config.env.agents, len(metrics)
@@ -360,6 +401,8 @@ def _summary(config: RunConfig, env: VecEnv, run: RunState, wall: float) -> dict
         "bytes_sent": meter.bytes_sent_summary(learner.message_kinds),
         "bytes_per_agent_per_update": meter.total_bytes / (n * updates),
         "messages_rejected": dict(comms.rejected),
+        "messages_late": dict(comms.late),
+        "channel": channel_summary(config, run.channel),
         "wall_seconds": wall,
         "transcript_digest": run.tap.transcript_digest(),
         "complete": True,

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from confide.channels.stack import ChannelSettings
+
 EnvName = Literal[
     "predation",
     "matrix",
@@ -239,6 +241,7 @@ class RunConfig:
     ppo: PpoConfig = field(default_factory=PpoConfig)
     topology: TopologyConfig = field(default_factory=TopologyConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    channel: ChannelSettings = field(default_factory=ChannelSettings)  # ideal by default (docs/channels.md)
 
     def __post_init__(self) -> None:
         """Checks that span sections (a schedule or an environment would otherwise fail mid-run)."""
@@ -282,6 +285,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {_show(value)}")
+    if hint is str:
+        _check(isinstance(value, str), f"{where}: expected a string, got {_show(value)}")
+        return value
     if hint is bool:
         _check(isinstance(value, bool), f"{where}: expected true/false, got {_show(value)}")
         return value
@@ -304,6 +310,10 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         return v
     if dataclasses.is_dataclass(hint):
         return section_from_dict(hint, value, where)
+    if origin is tuple:  # tuple[str, ...] from a JSON/TOML list
+        _check(isinstance(value, list | tuple), f"{where}: expected a list, got {_show(value)}")
+        (item,) = {a for a in typing.get_args(hint) if a is not Ellipsis}
+        return tuple(_coerce(v, item, f"{where}[]") for v in value)
     raise ConfigError(f"{where}: unsupported type")
 
 
@@ -319,7 +329,12 @@ def section_from_dict(cls: type, data: Any, where: str) -> Any:
         f"(known: {', '.join(sorted(names))})",
     )
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as err:  # a section that validates itself (ChannelSettings)
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:

@@ -220,7 +220,9 @@ def test_registry():
     env = make_env("predation", 8, 4, scheme="as", horizon=10)
     assert isinstance(env, CooperativePredation)
     assert (env.n_agents, env.batch_size, env.horizon, env.scheme) == (8, 4, 10, "as")
-    with pytest.raises(ValueError, match="environment 'pong'; known environments: predation, matrix, exchange"):
+    with pytest.raises(
+        ValueError, match="environment 'pong'; known environments: predation, matrix, exchange"
+    ):
         make_env("pong", 2, 1)
 
 

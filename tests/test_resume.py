@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import confide.core.trainer as trainer
-from confide.channels import IdealChannel, Message, Meter, Tap
+from confide.channels import ChannelSettings, IdealChannel, Message, Meter, Tap
 from confide.cli import main
 from confide.core.comms import Comms
 from confide.core.registry import build_learner
@@ -32,6 +32,17 @@ from confide.experiments.io import read_jsonl
 from confide.experiments.report import load_runs
 
 UPDATES, EVERY = 6, 2
+LOSSY_ENCRYPTED_NOISY = ChannelSettings(
+    loss="gilbert_elliott",
+    burst_p=0.2,
+    burst_r=0.5,
+    delay_rounds=1,
+    delay_jitter_rounds=2,
+    encrypt=True,
+    quantisation="int8",
+    dp_mechanism="gaussian",
+    dp_noise_multiplier=2.0,
+)
 
 
 class Killed(Exception):
@@ -44,6 +55,7 @@ def _config(algo: str, **kw) -> RunConfig:
         algo=AlgoConfig(name=algo),
         topology=kw.pop("topology", TopologyConfig()),
         train=TrainConfig(updates=UPDATES, batch=2, seed=11, checkpoint_every=EVERY),
+        channel=kw.pop("channel", ChannelSettings()),
     )
 
 
@@ -79,6 +91,9 @@ def _json_rows(rows):
 CASES = [(a, {}) for a in ALGO_NAMES] + [
     ("ss", {"topology": TopologyConfig(kind="random_partners", partners=1, period=2)}),
     ("dpo_shared", {"env": EnvConfig(name="matrix", agents=2, game=2)}),
+    # messages in flight across the checkpoint, link keys and sequence numbers, drop and noise generators
+    ("as", {"channel": LOSSY_ENCRYPTED_NOISY}),
+    ("cl", {"channel": LOSSY_ENCRYPTED_NOISY}),
 ]
 
 
