@@ -1,5 +1,5 @@
 """The ``confide`` command: ``train`` one run (or ``--resume`` one), ``compare`` a grid with a report,
-``dpo-exact``.
+``sweep`` a sweep file (``experiments.sweep``), ``dpo-exact``.
 
 Bad input (unknown names, out-of-range values, a config file with unknown keys or wrong types, an
 unreadable checkpoint, a run directory that cannot be written) ends with one line on stderr and exit
@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--algos", default="as,ss,dpo,ippo", help="comma-separated algorithms")
     c.add_argument("--seeds", type=int, default=3, help="number of seeds (0..seeds-1)")
     c.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of cores)")
+    w = sub.add_parser("sweep", help="run a sweep file (grid × seeds), resumable, and write its report")
+    w.add_argument("file", help="sweep file (TOML or JSON): base config, grid of dotted keys, seeds")
+    w.add_argument("--out", help="sweep directory (default runs/sweep_<file name>); rerun to resume")
+    w.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of cores)")
+    w.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster (auto, host:port, ray://…)")
+    w.add_argument("--no-progress", action="store_true", help="no progress bar")
     d = sub.add_parser("dpo-exact", help="the exact DPO iteration on the four matrix games (DPO Fig. 11)")
     d.add_argument("--out", default="runs/dpo_exact", help="output directory")
     d.add_argument("--m-hat", type=float, default=0.1, help="scaled-down M̂ (decision 7)")
@@ -216,6 +222,41 @@ def plan_compare(args: argparse.Namespace) -> Plan:
     return run
 
 
+def plan_sweep(args: argparse.Namespace) -> Plan:
+    from confide.experiments.sweep import check_ray_available, check_run_dirs, expand, load_sweep, run_sweep
+
+    path = _path(args.file, "sweep file")
+    sweep = load_sweep(path)
+    runs = expand(sweep)  # every grid point validated before anything runs
+    if args.workers is not None and not 1 <= args.workers <= 256:
+        raise ConfigError(f"--workers must be in 1..256, got {args.workers}")
+    if args.ray is not None:
+        if not args.ray.strip():
+            raise ConfigError("--ray: empty address")
+        check_ray_available()
+    out = _path(args.out, "--out") if args.out else Path("runs") / f"sweep_{path.stem}"
+    check_run_dirs(runs, out)
+
+    def run() -> int:
+        result = run_sweep(
+            sweep, out, workers=args.workers, ray_address=args.ray, progress=not args.no_progress
+        )
+        print(
+            f"{len(runs)} runs: {len(result.skipped)} already complete, {len(result.ran)} run now, "
+            f"{len(result.failed)} failed"
+        )
+        print(f"report written to {result.report}")
+        if result.failed:
+            run_id, error = next(iter(result.failed.items()))
+            return _fail(
+                f"{len(result.failed)} run(s) failed (see {result.out / 'sweep.json'}); {run_id}: {error}",
+                EXIT_DIVERGED,
+            )
+        return 0
+
+    return run
+
+
 def plan_dpo_exact(args: argparse.Namespace) -> Plan:
     from confide.core.dpo_exact import fig11_traces, plot_dpo_exact
     from confide.envs.matrix_games import MATRIX_GAMES
@@ -244,6 +285,7 @@ def plan_dpo_exact(args: argparse.Namespace) -> Plan:
 PLANS: dict[str, Callable[[argparse.Namespace], Plan]] = {
     "train": plan_train,
     "compare": plan_compare,
+    "sweep": plan_sweep,
     "dpo-exact": plan_dpo_exact,
 }
 

@@ -1,0 +1,188 @@
+"""A sweep's report: one table row per grid point, and for each swept numeric parameter a plot of the
+final score against it, one line per algorithm, mean with a 95% Student-t band over seeds.
+
+The score is the normalised return (R − R_floor) / (R_opt − R_floor), R the mean collective return over
+the last 10% of updates; for an environment with no known optimum it is the raw collective return (a
+table row marks it, a plot says so on its axis). Only complete runs count; missing seeds are listed.
+When other keys are swept besides the parameter and ``algo.name``, each combination of their values
+gets its own panel.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from confide.experiments.checkpoint import run_is_complete  # noqa: E402
+from confide.experiments.config import config_from_dict  # noqa: E402
+from confide.experiments.io import atomic_write_bytes  # noqa: E402
+from confide.experiments.stats import mean_ci  # noqa: E402
+from confide.experiments.sweep import Sweep, expand, format_value, points  # noqa: E402
+
+
+@dataclass
+class PointResult:
+    """One grid point: its values, algorithm, and the summaries of its complete runs."""
+
+    pid: str
+    point: dict[str, Any]
+    algo: str
+    summaries: list[dict[str, Any]]
+    missing: list[int]  # seeds without a complete run
+
+    @property
+    def normalised(self) -> bool:
+        return all(s["normalized_return"] is not None for s in self.summaries)
+
+    @property
+    def scores(self) -> np.ndarray:
+        return np.array([score(s) for s in self.summaries], dtype=float)
+
+
+def score(summary: dict[str, Any]) -> float:
+    """The normalised return, or the collective return where no optimum is known."""
+    norm = summary["normalized_return"]
+    return float(summary["collective_return"] if norm is None else norm)
+
+
+def load_points(out: Path, sweep: Sweep) -> list[PointResult]:
+    runs = dict(expand(sweep))
+    results = []
+    for pid, point in points(sweep):
+        summaries, missing = [], []
+        for seed in sweep.seeds:
+            run_dir = out / f"{pid}/s{seed}"
+            if run_is_complete(run_dir):
+                summaries.append(json.loads((run_dir / "summary.json").read_text()))
+            else:
+                missing.append(seed)
+        algo = config_from_dict(runs[f"{pid}/s{sweep.seeds[0]}"]).algo.name
+        results.append(PointResult(pid, point, algo, summaries, missing))
+    return results
+
+
+def numeric_keys(sweep: Sweep) -> list[str]:
+    """Grid keys whose values are all numbers, with at least two of them: each gets a plot."""
+    return [
+        k
+        for k, values in sweep.grid.items()
+        if len(values) >= 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+    ]
+
+
+def plot_score_against(results: list[PointResult], sweep: Sweep, key: str, path: Path) -> None:
+    """Final score against ``key``: a line per algorithm with its 95% t band, a panel per combination
+    of the other swept keys."""
+    others = [k for k in sweep.grid if k not in (key, "algo.name")]
+    facets: dict[tuple[str, ...], list[PointResult]] = defaultdict(list)
+    for r in results:
+        facets[tuple(f"{k}={format_value(r.point[k])}" for k in others)].append(r)
+    colours = {a: f"C{i}" for i, a in enumerate(dict.fromkeys(r.algo for r in results))}
+    ncols = min(3, len(facets))
+    nrows = math.ceil(len(facets) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(max(6.4, 5.2 * ncols), 3.8 * nrows), squeeze=False)
+    for ax, (facet, rs) in zip(axes.flat, facets.items(), strict=False):
+        by_algo: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+        for r in rs:
+            by_algo[r.algo][float(r.point[key])].extend(r.scores.tolist())
+        for algo, by_x in by_algo.items():
+            xs = sorted(x for x in by_x if by_x[x])
+            if not xs:
+                continue
+            stats = [mean_ci(np.array(by_x[x])) for x in xs]
+            mean, lo, hi = (np.array([s[i] for s in stats], dtype=float) for i in range(3))
+            ax.plot(xs, mean, marker="o", color=colours[algo], label=algo)
+            ax.fill_between(xs, lo, hi, color=colours[algo], alpha=0.2)
+        ax.set_xlabel(key)
+        ax.set_xticks(sorted({float(v) for v in sweep.grid[key]}))
+        normalised = all(r.normalised for r in rs)
+        ax.set_ylabel("final normalised return" if normalised else "final collective return (no optimum)")
+        if facet:
+            ax.set_title(", ".join(facet), fontsize=9)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    for ax in axes.flat[len(facets) :]:
+        ax.set_visible(False)
+    band = f"mean over {len(sweep.seeds)} seed(s) with a 95% t band"
+    fig.suptitle(f"{sweep.title}\n{band}" if sweep.title else band, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _cell(value: Any) -> str:
+    return format_value(value) if not isinstance(value, str) else value
+
+
+def results_table(results: list[PointResult], sweep: Sweep) -> list[str]:
+    keys = list(sweep.grid)
+    if "algo.name" not in keys:
+        keys = ["algo", *keys]
+    head = [*keys, "seeds", "score (95% CI)", "per seed", "collective return", "bytes/agent/update", "wall s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in results:
+        cells = [r.algo if k == "algo" else _cell(r.point[k]) for k in keys]
+        if r.summaries:
+            mean, lo, hi = mean_ci(r.scores)
+            mark = "" if r.normalised else " †"
+            s = r.summaries
+            cells += [
+                f"{len(s)}/{len(sweep.seeds)}",
+                f"{mean:.3f} [{lo:.3f}, {hi:.3f}]{mark}",
+                ", ".join(f"{v:.3f}" for v in r.scores),
+                f"{np.mean([x['collective_return'] for x in s]):.1f}",
+                f"{np.mean([x['bytes_per_agent_per_update'] for x in s]):,.0f}",
+                f"{np.mean([x['wall_seconds'] for x in s]):.1f}",
+            ]
+        else:
+            cells += [f"0/{len(sweep.seeds)}", "—", "", "", "", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_sweep_report(out: Path, sweep: Sweep) -> tuple[Path, list[Path]]:
+    """Write ``out/report.md`` and a ``score_vs_<key>.png`` per swept numeric key (when any run is
+    complete); return the report's path and the plots'."""
+    results = load_points(out, sweep)
+    plots = []
+    if any(r.summaries for r in results):
+        for key in numeric_keys(sweep):
+            path = out / f"score_vs_{key}.png"
+            plot_score_against(results, sweep, key, path)
+            plots.append(path)
+    total = len(results) * len(sweep.seeds)
+    complete = sum(len(r.summaries) for r in results)
+    lines = [
+        f"# {sweep.title or 'Sweep'}",
+        "",
+        f"{len(results)} grid points × {len(sweep.seeds)} seed(s) ({', '.join(map(str, sweep.seeds))}): "
+        f"{complete} of {total} runs complete. Base config: `{json.dumps(sweep.base, sort_keys=True)}`.",
+        "",
+        "Score: normalised return (R − R_floor) / (R_opt − R_floor), R the mean collective episode return "
+        "over the last 10% of updates; † marks a raw collective return (no optimum known). "
+        "Intervals are 95% Student-t over seeds.",
+        "",
+        *results_table(results, sweep),
+    ]
+    missing = [f"{r.pid}/s{s}" for r in results for s in r.missing]
+    if missing:
+        lines += ["", f"Incomplete or failed runs ({len(missing)}): " + ", ".join(f"`{m}`" for m in missing)]
+    if plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"![score against {p.stem.removeprefix('score_vs_')}]({p.name})\n" for p in plots]
+    report = out / "report.md"
+    atomic_write_bytes(report, ("\n".join(lines).rstrip() + "\n").encode())
+    return report, plots
