@@ -52,12 +52,16 @@ class Comms:
     A delayed message arrives in a later round than it was sent in. The inbox ``exchange`` returns holds
     only messages of the current round, so no algorithm mistakes a stale message for a current one;
     late ones are counted per kind in ``late`` and the newest per (sender, receiver, kind) is kept in
-    ``held`` for receivers that choose to reuse it (see ``latest_held``).
+    ``held`` for receivers that choose to reuse it (see ``latest_held``). Given the algorithm's ``kinds``,
+    a message of any other kind is rejected and counted (``unknown_kind``).
     """
 
-    def __init__(self, channel: Channel, n_agents: int, hold: bool = False) -> None:
+    def __init__(
+        self, channel: Channel, n_agents: int, hold: bool = False, kinds: Sequence[str] | None = None
+    ) -> None:
         self.channel = channel
         self.n_agents = n_agents
+        self.kinds = None if kinds is None else frozenset(kinds)  # None: accept any kind
         self.hold = hold  # keep the newest message per link and kind (memory: one message per link)
         self.round = 0
         self.rejected: Counter[str] = Counter()
@@ -71,6 +75,9 @@ class Comms:
         current = []
         for message in inbox.messages():
             key = (message.sender, message.receiver, message.kind)
+            if self.kinds is not None and message.kind not in self.kinds:
+                self.reject("unknown_kind")
+                continue
             if message.round == self.round:
                 current.append(message)
             else:

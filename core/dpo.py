@@ -64,6 +64,24 @@ def adapt_beta(beta: Tensor, measured: Tensor, target: float, delta: float, omeg
     return beta.clamp(BETA_MIN, BETA_MAX)
 
 
+def _check_kl_stats(message: Message, n: int) -> str | None:
+    """Why a received ``kl_stats`` message is invalid, or None."""
+    if message.kind != KL_STATS:
+        return "bad_kind"
+    if not (0 <= message.sender < n and 0 <= message.receiver < n) or message.sender == message.receiver:
+        return "bad_address"
+    if set(message.payload) != {"kl"}:
+        return "bad_keys"
+    value = message.payload["kl"]
+    if value.shape != (2,) or value.dtype.kind != "f":
+        return "bad_shape"
+    if not np.isfinite(value).all():
+        return "non_finite"
+    if (value < 0).any():
+        return "negative"
+    return None
+
+
 class DecentralizedPolicyOptimization(StackedLearner):
     """N DPO learners, stacked."""
 
@@ -142,21 +160,17 @@ class DecentralizedPolicyOptimization(StackedLearner):
         inbox = comms.exchange(outgoing)
         total = torch.stack([kl_mean, sqrt_mean], dim=1).double().clone()  # own values
         count = torch.ones(n, dtype=torch.float64)
+        seen: set[tuple[int, int]] = set()
         for message in inbox.messages():
-            value = message.payload.get("kl")
-            i = message.receiver
-            if (
-                message.kind != KL_STATS
-                or set(message.payload) != {"kl"}
-                or value.shape != (2,)
-                or not np.isfinite(value).all()
-                or (value < 0).any()
-                or not 0 <= i < n
-            ):
-                comms.reject(f"{KL_STATS}:invalid")
+            reason = _check_kl_stats(message, n)
+            if reason is None and (message.sender, message.receiver) in seen:
+                reason = "duplicate"
+            if reason is not None:
+                comms.reject(f"{KL_STATS}:{reason}")
                 continue
-            total[i] += torch.from_numpy(value.astype(np.float64))
-            count[i] += 1
+            seen.add((message.sender, message.receiver))
+            total[message.receiver] += torch.from_numpy(message.payload["kl"].astype(np.float64))
+            count[message.receiver] += 1
         avg = (total / count.unsqueeze(1)).float()
         return avg[:, 0], avg[:, 1]
 

@@ -172,7 +172,7 @@ def start_run(config: RunConfig, env: VecEnv) -> RunState:
     env_rng, topo_rng, generator = seeds(config.train.seed)
     learner: Learner = build_learner(config, env.state_dim, env.n_actions, generator)
     channel, meter, tap = build_run_channel(config)
-    comms = Comms(channel, config.env.agents)
+    comms = Comms(channel, config.env.agents, kinds=learner.message_kinds)
     schedule = make_schedule(config, topo_rng)
     return RunState(learner, comms, channel, meter, tap, schedule, env_rng, generator, [])
 
