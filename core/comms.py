@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -46,28 +47,65 @@ class Neighbourhood:
         return np.nonzero(self.mask[:, receiver, sender])[0].astype(np.int32)
 
 
+ReceiverPolicy = Literal["skip", "hold", "zero"]
+# Kinds whose rows describe this update's batch: a held copy is only valid within the same update.
+# Every other kind (parameters, statistics) stays meaningful across updates.
+BATCH_KINDS = frozenset({"policy", "anticipation", "suggestion", "value", "reward", "advantage"})
+DISTRIBUTION_ARRAYS = frozenset({"probs"})
+
+
 class Comms:
-    """An algorithm's handle on the network: exchange messages, count rejections and late arrivals.
+    """An algorithm's handle on the network: exchange messages, count rejections and late arrivals,
+    and apply the receiver policy for messages that do not arrive.
 
     A delayed message arrives in a later round than it was sent in. The inbox ``exchange`` returns holds
     only messages of the current round, so no algorithm mistakes a stale message for a current one;
-    late ones are counted per kind in ``late`` and the newest per (sender, receiver, kind) is kept in
-    ``held`` for receivers that choose to reuse it (see ``latest_held``). Given the algorithm's ``kinds``,
-    a message of any other kind is rejected and counted (``unknown_kind``).
+    late ones are counted per kind in ``late``. Given the algorithm's ``kinds``, a message of any other
+    kind is rejected and counted (``unknown_kind``).
+
+    Receiver policy for an expected message that is missing this round (lost, late, over budget,
+    rejected by the link). A receiver expects one message per link and kind that the protocol sends this
+    round (its neighbours are known), so the expectation is the round's outgoing list:
+
+    * ``skip`` (default, the papers' gap protocol): nothing is delivered; the algorithm leaves out the
+      terms that need it.
+    * ``hold``: the newest earlier message on that link and kind is delivered again, relabelled to this
+      round, if it is still about the same data — from this update for batch kinds (``BATCH_KINDS``),
+      from any earlier round for parameters and statistics. Its age in rounds is recorded.
+    * ``zero``: arrays of the expected shape filled with zeros (distributions: the uniform distribution,
+      the zero-information fill), integer index arrays kept. For parameters this shrinks the consensus
+      towards zero: an ablation, not a recommendation.
+
+    Filled messages are counted per kind in ``filled``; algorithms still validate them like any message.
     """
 
     def __init__(
-        self, channel: Channel, n_agents: int, hold: bool = False, kinds: Sequence[str] | None = None
+        self,
+        channel: Channel,
+        n_agents: int,
+        hold: bool = False,
+        kinds: Sequence[str] | None = None,
+        policy: ReceiverPolicy = "skip",
     ) -> None:
+        if policy not in ("skip", "hold", "zero"):
+            raise ValueError(f"receiver policy must be skip, hold or zero, got {policy!r}")
         self.channel = channel
         self.n_agents = n_agents
         self.kinds = None if kinds is None else frozenset(kinds)  # None: accept any kind
-        self.hold = hold  # keep the newest message per link and kind (memory: one message per link)
+        self.policy = policy
+        self.hold = hold or policy == "hold"  # keep the newest message per link and kind
         self.round = 0
+        self.update_start = 0  # first round of the current update (``begin_update``)
         self.rejected: Counter[str] = Counter()
         self.late: Counter[str] = Counter()
+        self.filled: Counter[str] = Counter()
+        self.filled_age = 0  # total age in rounds of held messages delivered again
         self.delivered = 0
         self.held: dict[tuple[int, int, str], Message] = {}
+
+    def begin_update(self) -> None:
+        """Mark the start of an update: held batch messages from earlier updates become invalid."""
+        self.update_start = self.round
 
     def exchange(self, outgoing: Sequence[Message]) -> Inbox:
         """Send one round of messages and return this round's inbox; advances the round counter."""
@@ -85,9 +123,31 @@ class Comms:
             held = self.held.get(key)
             if self.hold and (held is None or held.round <= message.round):
                 self.held[key] = message
+        if self.policy != "skip":
+            current += self._fill_missing(outgoing, current)
         self.round += 1
         self.delivered += len(current)
         return Inbox(current)
+
+    def _fill_missing(self, outgoing: Sequence[Message], arrived: Sequence[Message]) -> list[Message]:
+        got = {(m.sender, m.receiver, m.kind) for m in arrived}
+        fills = []
+        for sent in outgoing:
+            key = (sent.sender, sent.receiver, sent.kind)
+            if key in got or (self.kinds is not None and sent.kind not in self.kinds):
+                continue
+            if self.policy == "hold":
+                since = self.update_start if sent.kind in BATCH_KINDS else 0
+                old = self.latest_held(*key, since_round=since)
+                if old is None or old.round == self.round:
+                    continue
+                self.filled_age += self.round - old.round
+                fill = Message(old.sender, old.receiver, old.kind, self.round, old.payload)
+            else:
+                fill = sent.with_payload({k: _zero_like(k, v) for k, v in sent.payload.items()})
+            self.filled[sent.kind] += 1
+            fills.append(fill.roundtrip())
+        return fills
 
     def latest_held(self, sender: int, receiver: int, kind: str, since_round: int) -> Message | None:
         """The newest message of ``kind`` on the link sent in round ``since_round`` or later, if any."""
@@ -98,7 +158,7 @@ class Comms:
         self.rejected[reason] += 1
 
     def state_dict(self) -> dict:
-        """Round counter, counts, and the held messages (the channel saves its own state)."""
+        """Round counters, counts, and the held messages (the channel saves its own state)."""
         held = [  # payloads as their wire bytes: a checkpoint holds tensors and plain values only
             [
                 m.sender,
@@ -111,8 +171,11 @@ class Comms:
         ]
         return {
             "round": self.round,
+            "update_start": self.update_start,
             "rejected": dict(self.rejected),
             "late": dict(self.late),
+            "filled": dict(self.filled),
+            "filled_age": self.filled_age,
             "delivered": self.delivered,
             "held": held,
         }
@@ -121,11 +184,23 @@ class Comms:
         self.round = int(state["round"])
         self.rejected = Counter(state["rejected"])
         self.late = Counter(state.get("late", {}))
+        self.update_start = int(state.get("update_start", 0))
+        self.filled = Counter(state.get("filled", {}))
+        self.filled_age = int(state.get("filled_age", 0))
         self.delivered = int(state["delivered"])
         self.held = {}
         for plain in state.get("held", []):
             m = from_plain(plain)
             self.held[(m.sender, m.receiver, m.kind)] = m
+
+
+def _zero_like(name: str, array: np.ndarray) -> np.ndarray:
+    """The ``zero`` policy's fill: zeros, the uniform distribution for probabilities, indices kept."""
+    if array.dtype.kind != "f":
+        return array.copy()
+    if name in DISTRIBUTION_ARRAYS and array.ndim >= 1 and array.shape[-1] > 0:
+        return np.full_like(array, 1.0 / array.shape[-1])
+    return np.zeros_like(array)
 
 
 def distribution_messages(

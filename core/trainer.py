@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from confide.channels import Channel, ChannelStack, IdealChannel, Meter, Tap, build_channel
+from confide.channels import Channel, ChannelStack, IdealChannel, Message, Meter, Tap, build_channel
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.diagnostics import head_diagnostics, joint_action_rates
 from confide.core.registry import Learner, build_learner
@@ -47,16 +48,20 @@ class RunResult:
     summary: dict[str, Any]
     metrics: list[dict[str, Any]]
     transcript_digest: str
+    wire_payloads: tuple[Message, ...] = ()
+    """The wire tap's messages in sending order (ciphertext when encrypted); empty unless
+    ``train(..., keep_payloads=True)``."""
 
 
 NATIVE_TEAM_MODE = ("stochastic_game", "mpe_spread", "mpe_line", "mpe_circle")
 
 
-def make_run_env(config: RunConfig) -> VecEnv:
+def make_run_env(config: RunConfig, env_kwargs: dict[str, Any] | None = None) -> VecEnv:
     """The run's batched environment; a constructor's refusal becomes a one-line ``ConfigError``.
 
     ``env.reward = "team"`` uses the environment's own team mode where it has one (the stochastic game,
-    MPE), else the ``TeamReward`` wrapper (every agent gets the mean reward).
+    MPE), else the ``TeamReward`` wrapper (every agent gets the mean reward). ``env_kwargs`` go to the
+    constructor too (e.g. a private reward parameter, issue 7).
     """
     e = config.env
     kwargs: dict[str, Any] = {}
@@ -72,6 +77,7 @@ def make_run_env(config: RunConfig) -> VecEnv:
         kwargs["firing"] = e.firing
     if e.name in NATIVE_TEAM_MODE:
         kwargs["reward_mode"] = "team" if e.reward == "team" else "private"
+    kwargs.update(env_kwargs or {})
     try:
         env = make_env(e.name, e.agents, config.train.batch, **kwargs)
     except ValueError as err:
@@ -172,7 +178,7 @@ def start_run(config: RunConfig, env: VecEnv) -> RunState:
     env_rng, topo_rng, generator = seeds(config.train.seed)
     learner: Learner = build_learner(config, env.state_dim, env.n_actions, generator)
     channel, meter, tap = build_run_channel(config)
-    comms = Comms(channel, config.env.agents, kinds=learner.message_kinds)
+    comms = Comms(channel, config.env.agents, kinds=learner.message_kinds, policy=config.algo.receiver_policy)
     schedule = make_schedule(config, topo_rng)
     return RunState(learner, comms, channel, meter, tap, schedule, env_rng, generator, [])
 
@@ -194,19 +200,27 @@ def train(
     *,
     resume: bool = False,
     stop_on_signals: bool = False,
+    env_kwargs: dict[str, Any] | None = None,
+    observe: Callable[[int, Rollout], None] | None = None,
+    keep_payloads: bool = False,
 ) -> RunResult:
     """Train one run; if ``run_dir`` is given, write its result files and checkpoints there.
 
     ``resume`` continues from ``run_dir``'s checkpoint (from update 0 if none was written yet); the
     result is the same, bit for bit, as an uninterrupted run. ``stop_on_signals`` makes SIGTERM/SIGINT
     stop the run at the end of the current update with a checkpoint (``TrainingInterrupted``).
+    Hooks for studies (issue 7): ``env_kwargs`` go to the environment's constructor (not in the config:
+    a resumed run needs them again); ``observe(update, rollout)`` sees each update's rollout (not those
+    of updates restored by ``resume``); ``keep_payloads`` makes the wire tap keep every message
+    (``RunResult.wire_payloads``).
     Raises ``CheckpointError`` (a checkpoint that is unreadable or for another config),
     ``DivergenceError`` and ``ResultWriteError`` (disk full, read-only directory).
     """
     torch.set_num_threads(config.train.threads)
     started = time.perf_counter()
-    env = make_run_env(config)
+    env = make_run_env(config, env_kwargs)
     run = start_run(config, env)
+    run.tap.keep_payloads = keep_payloads
     out = Path(run_dir) if run_dir is not None else None
     wall_before = 0.0
     if resume:
@@ -220,7 +234,7 @@ def train(
     try:
         with StopRequests(stop_on_signals) as stop:
             for update in range(len(run.metrics), updates):
-                row = _one_update(run, env, update)
+                row = _one_update(run, env, update, observe)
                 run.metrics.append(row)
                 done = update + 1
                 if out is not None:
@@ -240,16 +254,21 @@ def train(
     summary = _summary(config, env, run, wall)
     if out is not None:
         atomic_write_json(out / "summary.json", summary)  # metrics.jsonl is current after every update
-    return RunResult(summary, run.metrics, run.tap.transcript_digest())
+    return RunResult(summary, run.metrics, run.tap.transcript_digest(), tuple(run.tap.payloads))
 
 
-def _one_update(run: RunState, env: VecEnv, update: int) -> dict[str, Any]:
+def _one_update(
+    run: RunState, env: VecEnv, update: int, observe: Callable[[int, Rollout], None] | None = None
+) -> dict[str, Any]:
     """Rollout, neighbourhood, the learner's update and the metrics row; stops on divergence."""
     learner, meter, comms = run.learner, run.meter, run.comms
+    comms.begin_update()
     sample_actions = getattr(learner, "sample_actions", None)  # a joint-action controller samples itself
     rollout = collect_rollout(
         env, learner.act_logits, run.env_rng, run.generator, sample_actions=sample_actions
     )
+    if observe is not None:
+        observe(update, rollout)
     neighbourhood = neighbourhood_for(run.schedule, update, rollout)
     before = meter.total_bytes
     stats = learner.update(rollout, comms, neighbourhood)
@@ -402,6 +421,8 @@ def _summary(config: RunConfig, env: VecEnv, run: RunState, wall: float) -> dict
         "bytes_per_agent_per_update": meter.total_bytes / (n * updates),
         "messages_rejected": dict(comms.rejected),
         "messages_late": dict(comms.late),
+        "messages_filled": dict(comms.filled),
+        "filled_mean_age_rounds": comms.filled_age / max(1, sum(comms.filled.values())),
         "channel": channel_summary(config, run.channel),
         "wall_seconds": wall,
         "transcript_digest": run.tap.transcript_digest(),

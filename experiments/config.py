@@ -148,6 +148,7 @@ class AlgoConfig:
     d_target: float | None = None  # DPO/IPPO-KL; None = table
     one_over_n: bool | None = None  # DPO's 1/N factor; None = per variant
     imr_bonus: float | None = None  # IMR's intrinsic reward ξ per cooperative act; None = table
+    receiver_policy: Literal["skip", "hold", "zero"] = "skip"  # a missing message (core/comms.py)
 
     def __post_init__(self) -> None:
         _check(
