@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
-	$(PY) -m confide.benchmarks.networks
+	$(PY) -m confide.benchmarks
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,4 +1,5 @@
-"""Benchmark: stepping speed of Exchange, C. Navigation and the random stochastic game.
+"""Benchmark: stepping speed of C. Predation, the matrix games, Exchange, C. Navigation and the random
+stochastic game.
 
 Prints, from one run on this machine, env-steps per second (episode-steps: ``batch × steps / seconds``)
 at batch 1, 32 and 256 for each environment, with uniformly random actions drawn beforehand so that
@@ -17,10 +18,14 @@ from collections.abc import Callable
 import numpy as np
 
 from confide.envs.exchange import Exchange
+from confide.envs.matrix_games import MATRIX_GAMES, MatrixGameEnv
 from confide.envs.navigation import CooperativeNavigation
+from confide.envs.predation import CooperativePredation
 from confide.envs.stochastic_game import RandomStochasticGame
 
 ENVS: dict[str, Callable[..., object]] = {
+    "predation (N=8)": lambda batch_size: CooperativePredation(8, batch_size),
+    "matrix game 1": lambda batch_size: MatrixGameEnv(MATRIX_GAMES[0], batch_size),
     "exchange": lambda batch_size: Exchange(3, batch_size),
     "navigation": lambda batch_size: CooperativeNavigation(3, batch_size),
     "stochastic_game": lambda batch_size: RandomStochasticGame(6, batch_size),
@@ -35,7 +40,7 @@ def steps_per_second(make: Callable[..., object], batch_size: int, steps: int, s
     env.reset(rng)
     start = time.perf_counter()
     for t, a in enumerate(actions):
-        if t and t % env.horizon == 0:
+        if t and t % env.horizon == 0 or env.horizon == 1:
             env.reset(rng)
         env.step(a)
     return batch_size * steps / (time.perf_counter() - start)
@@ -58,16 +63,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     batches = (1, 32, 256)
     print(f"env-steps/s ({args.steps} batched steps, random actions)")
-    print(f"{'env':<16}" + "".join(f"{'B=' + str(b):>14}" for b in batches))
+    print(f"{'env':<18}" + "".join(f"{'B=' + str(b):>14}" for b in batches))
     for name, make in ENVS.items():
         rates = [steps_per_second(make, b, args.steps) for b in batches]
-        print(f"{name:<16}" + "".join(f"{r:>14,.0f}" for r in rates))
+        print(f"{name:<18}" + "".join(f"{r:>14,.0f}" for r in rates))
     if not args.no_solve:
         print("\nfirst computation of the exact optimum and floor (collective returns)")
         for name, make in ENVS.items():
             optimum, t_opt, floor, t_floor = solve_seconds(make)
             print(
-                f"{name:<16} optimum {optimum:>12.4f} ({t_opt:5.2f} s)   floor {floor:>12.4f} ({t_floor:5.2f} s)"
+                f"{name:<18} optimum {optimum:>12.4f} ({t_opt:5.2f} s)   floor {floor:>12.4f} ({t_floor:5.2f} s)"
             )
 
 
