@@ -251,7 +251,7 @@ def train(
         if bar is not None:
             bar.close()
     wall = wall_before + time.perf_counter() - started
-    summary = _summary(config, env, run, wall)
+    summary = run_summary(config, env, run, wall)
     if out is not None:
         atomic_write_json(out / "summary.json", summary)  # metrics.jsonl is current after every update
     return RunResult(summary, run.metrics, run.tap.transcript_digest(), tuple(run.tap.payloads))
@@ -396,7 +396,8 @@ def channel_summary(config: RunConfig, channel: ChannelStack) -> dict[str, Any]:
     return out
 
 
-def _summary(config: RunConfig, env: VecEnv, run: RunState, wall: float) -> dict[str, Any]:
+def run_summary(config: RunConfig, env: VecEnv, run: RunState, wall: float) -> dict[str, Any]:
+    """The fields of `summary.json` (also written by `confide federate`, from the relay's view)."""
     metrics, meter, learner, comms = run.metrics, run.meter, run.learner, run.comms
     n, updates = config.env.agents, len(metrics)
     tail = metrics[-max(1, updates // 10) :]

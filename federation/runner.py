@@ -26,7 +26,7 @@ from flwr.app import Context, RecordDict
 from flwr.serverapp import ServerApp
 
 from confide.core.registry import build_learner
-from confide.core.trainer import RunResult, _summary, make_run_env
+from confide.core.trainer import RunResult, make_run_env, run_summary
 from confide.experiments import hyperparameters as hp
 from confide.experiments.config import ConfigError, RunConfig, config_from_dict
 from confide.experiments.io import atomic_write_json, atomic_write_jsonl
@@ -132,7 +132,7 @@ def federation_summary(
         channel=relay.channel,
         tap=relay.tap,
     )
-    summary = _summary(config, env, view, wall)  # type: ignore[arg-type]  # the fields train writes
+    summary = run_summary(config, env, view, wall)  # type: ignore[arg-type]  # the fields train writes
     summary["backend"] = backend
     summary["flower_bytes"] = flower_bytes_report(relay, kinds)
     summary["federation"] = {
