@@ -1,5 +1,6 @@
 """The ``confide`` command: ``train`` one run (or ``--resume`` one), ``compare`` a grid with a report,
-``sweep`` a sweep file (``experiments.sweep``), ``dpo-exact``.
+``sweep`` a sweep file (``experiments.sweep``), ``dpo-exact``, ``leak`` (the leakage study,
+``experiments.leakage_study``).
 
 Bad input (unknown names, out-of-range values, a config file with unknown keys or wrong types, an
 unreadable checkpoint, a run directory that cannot be written) ends with one line on stderr and exit
@@ -110,6 +111,41 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--m-hat", type=float, default=0.1, help="scaled-down M̂ (decision 7)")
     d.add_argument("--c", type=float, default=10.0, help="the KL constant C")
     d.add_argument("--iterations", type=int, default=2000)
+    k = sub.add_parser("leak", help="the leakage study: what observers learn of a private reward weight")
+    k.add_argument("--env", default="predation", help="environment with a private parameter: predation")
+    k.add_argument("--agents", type=int, default=4, help="number of agents N (default 4)")
+    k.add_argument("--algos", default="dpo,as,ss,vs,vps,ps", help="comma-separated algorithms")
+    k.add_argument("--runs", type=int, default=40, help="shadow runs per algorithm, half train the attacker")
+    k.add_argument("--updates", type=int, default=10, help="updates per shadow run (default 10)")
+    k.add_argument("--batch", type=int, default=8, help="episodes per update (default 8)")
+    k.add_argument("--target", type=int, default=0, help="the agent whose weight is the secret (default 0)")
+    k.add_argument(
+        "--encrypt",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="encrypt the links, adding the encrypted-eavesdropper view (default on)",
+    )
+    k.add_argument("--out", help="study directory (default runs/leak_<env>_n<agents>); rerun to resume")
+    k.add_argument("--workers", type=int, default=1, help="parallel shadow runs (default 1)")
+    f = sub.add_parser("federate", help="train one run as a Flower federation (agents as ClientApps)")
+    _common(f)
+    f.add_argument("--algo", help=f"algorithm ({', '.join(ALGO_NAMES)})")
+    f.add_argument("--seed", type=int, help="run seed (default 0)")
+    f.add_argument("--backend", default="inprocess", help="inprocess (default: one process, no Ray)")
+    f.add_argument("--timeout", type=float, default=300.0, help="seconds before a silent node is lost")
+    r = sub.add_parser("reproduce", help="reproduce a paper figure (experiments/figures/<id>.toml)")
+    r.add_argument("id", nargs="?", help="figure id, e.g. as_fig2_predation (see --list)")
+    r.add_argument("--list", action="store_true", help="list the figure ids, their settings and scales")
+    r.add_argument("--summary", action="store_true", help="regenerate the results page from the figure files")
+    r.add_argument("--scale", choices=("quick", "paper"), default="quick", help="quick (default) or paper")
+    r.add_argument("--out", help="directory (default runs/reproduce/<id>_<scale>); rerun to resume")
+    r.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of cores)")
+    r.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster (auto, host:port, ray://…)")
+    r.add_argument("--page", help="results page to update (default: the repository's docs/results.md)")
+    r.add_argument("--updates", type=int, help="shrink further: updates per run (the page is not updated)")
+    r.add_argument("--batch", type=int, help="shrink further: episodes per update (the page is not updated)")
+    r.add_argument("--seeds", type=int, help="shrink further: number of seeds (the page is not updated)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -282,11 +318,98 @@ def plan_dpo_exact(args: argparse.Namespace) -> Plan:
     return run
 
 
+def plan_leak(args: argparse.Namespace) -> Plan:
+    from confide.experiments.leakage_study import LeakStudy, run_study
+
+    study = LeakStudy(  # validates every flag (ConfigError)
+        env=args.env,
+        agents=args.agents,
+        algos=tuple(a.strip() for a in args.algos.split(",") if a.strip()),
+        runs=args.runs,
+        updates=args.updates,
+        batch=args.batch,
+        target=args.target,
+        encrypt=args.encrypt,
+        workers=args.workers,
+    )
+    out = _path(args.out, "--out") if args.out else Path("runs") / f"leak_{study.env}_n{study.agents}"
+
+    def run() -> int:
+        result = run_study(study, out, progress=sys.stderr.isatty())
+        print(f"table written to {result.table}, plot to {result.plot} ({result.wall_seconds:.0f}s)")
+        return 0
+
+    return run
+
+
+def plan_federate(args: argparse.Namespace) -> Plan:
+    from confide.federation.runner import bytes_table, check_federable, federate
+    from confide.federation.server import FederationError
+
+    config = config_from_dict(_base_dict(args))
+    check_federable(config, args.backend)
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
+    c = config
+    name = f"{time.strftime('%Y%m%d-%H%M%S')}_federate_{c.env.name}_n{c.env.agents}_{c.algo.name}_s{c.train.seed}"
+    out = _path(args.out, "--out") if args.out else Path("runs") / name
+
+    def run() -> int:
+        try:
+            result = federate(config, out, args.backend, progress=not args.no_progress, timeout=args.timeout)
+        except FederationError as err:
+            return _fail(f"the federation stopped: {err}", EXIT_DIVERGED)
+        s = result.summary
+        norm = "n/a (no optimum known)" if s["normalized_return"] is None else f"{s['normalized_return']:.3f}"
+        print(
+            f"normalised return {norm}  collective return {s['collective_return']:.1f}  wall {s['wall_seconds']:.1f}s"
+        )
+        print(bytes_table(s))
+        print(f"run written to {out}")
+        return 0
+
+    return run
+
+
+def plan_reproduce(args: argparse.Namespace) -> Plan:
+    from confide.experiments.reproduce import list_lines, prepare
+    from confide.experiments.results_page import DEFAULT_PAGE, regenerate
+
+    if [args.list, args.summary, args.id is not None].count(True) != 1:
+        raise ConfigError("reproduce: give one of a figure id, --list or --summary")
+    page = _path(args.page, "--page") if args.page else DEFAULT_PAGE
+    if args.list:
+        lines = list_lines()  # every figure file validated
+        return lambda: print("\n".join(lines)) or 0
+    if args.summary:
+        return lambda: print(f"results page written to {regenerate(page)}") or 0
+    shrink = {"updates": args.updates, "batch": args.batch, "seeds": args.seeds}
+    out = _path(args.out, "--out") if args.out else None
+    workers, ray, progress = args.workers, args.ray, not args.no_progress
+    job = prepare(args.id, args.scale, out=out, workers=workers, ray_address=ray, overrides=shrink, page=page)
+    job.progress = progress
+
+    def run() -> int:
+        record, failed = job.run()
+        for check in record["checks"]:
+            print(f"{check['expect']}: {check['measured']} -> {check['verdict']}")
+        print(f"result written to {job.out / 'result.md'}" + ("" if job.custom else f"; page {page} updated"))
+        if failed:
+            run_id, error = next(iter(failed.items()))
+            return _fail(f"{len(failed)} run(s) failed; {run_id}: {error}", EXIT_DIVERGED)
+        return 0
+
+    return run
+
+
 PLANS: dict[str, Callable[[argparse.Namespace], Plan]] = {
     "train": plan_train,
+    "federate": plan_federate,
     "compare": plan_compare,
     "sweep": plan_sweep,
     "dpo-exact": plan_dpo_exact,
+    "leak": plan_leak,
+    "reproduce": plan_reproduce,
 }
 
 
