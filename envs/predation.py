@@ -30,10 +30,21 @@ Choices (where the papers are silent), all in this module:
       given generator (the ``N`` predators, then the prey). A batch of ``B`` episodes therefore equals ``B``
       single-episode environments reset one after another from the same generator.
     * Raw positions are kept in float64 so unit moves do not accumulate float32 rounding.
+    * Private reward parameter (``draw_private_params``, issue 7): each agent's approach weight ``w_i``
+      scales only agent i's own reward in the steps where agent i approaches (its cost of hunting:
+      ``w_i × −1`` when all approach, ``w_i × `` the mixed-approacher payoff otherwise); the rewards of
+      agents that do not approach are unchanged. Prior: ``w_i`` is 0.5 or 1.5 with probability ½ each,
+      i.i.d. over agents (``APPROACH_WEIGHTS``; a binary secret, cheap or costly to hunt). Default
+      ``None`` is the papers' rules exactly (as every ``w_i = 1``). With weights the collective payoff
+      depends on *who* approaches: the optimum takes, for each ``k``, the ``k`` approachers whose
+      weights give the best total (the extreme of a linear function over ``k``-subsets sits at the ``k``
+      smallest or ``k`` largest weights), the worst case the other extreme; the all-defect floor does
+      not depend on the weights.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, get_args
 
 import numpy as np
@@ -48,6 +59,15 @@ WORLD_LENGTH = 30.0
 
 MOVE_LEFT, MOVE_RIGHT = 0, 1
 """Action indices: 0 moves by −1, 1 moves by +1."""
+
+APPROACH_WEIGHTS = (0.5, 1.5)
+"""The two values of the prior of ``draw_private_params`` (each with probability ½)."""
+
+
+def draw_private_params(rng: np.random.Generator, n_agents: int) -> np.ndarray:
+    """Draw each agent's private approach weight from the prior: ``APPROACH_WEIGHTS[b]`` with
+    ``b ~ Bernoulli(½)`` i.i.d.; ``[N]`` float64 (one ``rng.integers(0, 2, N)`` call)."""
+    return np.asarray(APPROACH_WEIGHTS)[rng.integers(0, 2, size=n_agents)]
 
 
 def scheme_payoffs(scheme: PredationScheme, n_agents: int) -> tuple[float, float, float, float]:
@@ -70,6 +90,8 @@ class CooperativePredation:
         batch_size: number of episodes ``B`` stepped at once (≥ 1).
         scheme: reward scheme, ``"ss"`` (default) or ``"as"`` (decision 1).
         horizon: steps per episode (≥ 1; the papers use 30).
+        approach_weights: ``[N]`` private weights ``w_i`` ≥ 0 scaling agent i's reward when it
+            approaches (default None: the papers' rules; see ``draw_private_params``).
 
     Shapes: state ``[B, N]`` float32, rewards ``[B, N]`` float32, terminated/truncated ``[B]`` bool,
     positions ``[B, N, 1]`` float32 (normalised), actions ``[B, N]`` integer in ``[0, 2)``.
@@ -78,7 +100,14 @@ class CooperativePredation:
     n_actions: int = 2
     state_bounds: tuple[float, float] = (-1.0, 1.0)
 
-    def __init__(self, n_agents: int, batch_size: int, scheme: PredationScheme = "ss", horizon: int = 30):
+    def __init__(
+        self,
+        n_agents: int,
+        batch_size: int,
+        scheme: PredationScheme = "ss",
+        horizon: int = 30,
+        approach_weights: Sequence[float] | np.ndarray | None = None,
+    ):
         if n_agents < 2:
             raise ValueError(f"predation needs n_agents >= 2, got {n_agents}")
         if batch_size < 1:
@@ -92,6 +121,12 @@ class CooperativePredation:
         self.scheme: PredationScheme = scheme
         # scheme_payoffs raises on an unknown scheme.
         self._all, self._none, self._mixed_approach, self._mixed_other = scheme_payoffs(scheme, self.n_agents)
+        self.approach_weights: np.ndarray | None = None  # [N] float64, or None: the papers' rules
+        if approach_weights is not None:
+            w = np.array(approach_weights, dtype=np.float64)
+            if w.shape != (self.n_agents,) or not np.all(np.isfinite(w) & (w >= 0)):
+                raise ValueError(f"approach_weights must be {self.n_agents} finite values >= 0, got {w}")
+            self.approach_weights = w
         self._x: np.ndarray | None = None  # [B, N] float64, raw predator positions in [0, 30]
         self._prey: np.ndarray | None = None  # [B] float64, raw prey positions in [0, 30]
         self._t = 0
@@ -161,18 +196,33 @@ class CooperativePredation:
         k = approach.sum(axis=1, keepdims=True)  # [B, 1]
         mixed = np.where(approach, self._mixed_approach, self._mixed_other)
         rewards = np.where(k == self.n_agents, self._all, np.where(k == 0, self._none, mixed))
+        if self.approach_weights is not None:  # an approacher's own reward scaled by its weight
+            rewards = np.where(approach, rewards * self.approach_weights, rewards)
         return rewards.astype(np.float32)
 
     # ------------------------------------------------------------------ returns (decision 1, 14)
-    def per_step_collective_reward(self, k: int) -> float:
-        """Sum over agents of one step's rewards when exactly ``k`` of the ``N`` agents approach."""
+    def per_step_collective_reward(self, k: int, best: bool = True) -> float:
+        """Sum over agents of one step's rewards when exactly ``k`` of the ``N`` agents approach.
+
+        With approach weights the sum depends on who approaches: ``best`` picks the ``k`` approachers
+        that maximise it, ``best=False`` those that minimise it (without weights both are the same).
+        """
         if not 0 <= k <= self.n_agents:
             raise ValueError(f"k must lie in [0, {self.n_agents}], got {k}")
+        w = self.approach_weights
         if k == self.n_agents:
-            return self.n_agents * self._all
+            return self.n_agents * self._all if w is None else self._all * float(w.sum())
         if k == 0:
             return self.n_agents * self._none
-        return k * self._mixed_approach + (self.n_agents - k) * self._mixed_other
+        others = (self.n_agents - k) * self._mixed_other
+        if w is None:
+            return k * self._mixed_approach + others
+        ascending = np.sort(w)
+        extremes = [
+            self._mixed_approach * float(ascending[:k].sum()),
+            self._mixed_approach * float(ascending[-k:].sum()),
+        ]
+        return (max if best else min)(extremes) + others
 
     def optimal_collective_return(self) -> float:
         """``horizon × max_k`` per-step collective reward.
@@ -184,7 +234,9 @@ class CooperativePredation:
 
     def worst_collective_return(self) -> float:
         """``horizon × min_k`` per-step collective reward."""
-        return self.horizon * min(self.per_step_collective_reward(k) for k in range(self.n_agents + 1))
+        return self.horizon * min(
+            self.per_step_collective_reward(k, best=False) for k in range(self.n_agents + 1)
+        )
 
     def floor_collective_return(self) -> tuple[float, FloorKind]:
         """The all-defect episode total (decision 14): ``horizon × N × none-approach reward``."""

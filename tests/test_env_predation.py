@@ -342,3 +342,77 @@ def test_joint_action_rates_count_cooperation_in_taken_actions():
         "actions/all_cooperate": 0.5,
         "actions/none_cooperate": 0.25,
     }
+
+
+# ---------------------------------------------------------------- private parameter (issue 7)
+def test_draw_private_params_is_seeded_and_from_the_binary_prior():
+    from confide.envs.predation import APPROACH_WEIGHTS, draw_private_params
+
+    w = draw_private_params(np.random.default_rng(4), 1000)
+    assert w.shape == (1000,) and w.dtype == np.float64 and set(w) == set(APPROACH_WEIGHTS) == {0.5, 1.5}
+    assert 450 < (w == 1.5).sum() < 550
+    np.testing.assert_array_equal(draw_private_params(np.random.default_rng(4), 1000), w)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(2, 7),
+    scheme=st.sampled_from(["as", "ss"]),
+    seed=st.integers(0, 2**32 - 1),
+    p_approach=st.floats(0.0, 1.0),
+)
+def test_unit_weights_reproduce_the_papers_rewards_exactly(n, scheme, seed, p_approach):
+    default = CooperativePredation(n, 3, scheme=scheme, horizon=10)
+    weighted = CooperativePredation(n, 3, scheme=scheme, horizon=10, approach_weights=[1.0] * n)
+    np.testing.assert_array_equal(
+        default.reset(np.random.default_rng(seed)).state, weighted.reset(np.random.default_rng(seed)).state
+    )
+    rng = np.random.default_rng(seed + 1)
+    for _ in range(default.horizon):
+        coop = default.cooperative_action()
+        actions = np.where(rng.random((3, n)) < p_approach, coop, 1 - coop)
+        np.testing.assert_array_equal(weighted.step(actions).rewards, default.step(actions).rewards)
+    assert weighted.optimal_collective_return() == default.optimal_collective_return()
+    assert weighted.worst_collective_return() == default.worst_collective_return()
+    assert weighted.floor_collective_return() == default.floor_collective_return()
+
+
+def test_weights_scale_only_the_approachers_own_rewards():
+    # ss, N = 4: all −1·w_i; none −7; mixed: approacher −8·w_i, others 0 (the AGENTS/PREY/ACTIONS cases).
+    env = CooperativePredation(4, 3, scheme="ss", approach_weights=[0.5, 1.5, 2.0, 0.0])
+    env.reset_to(AGENTS, PREY)
+    expected = [[-0.5, -1.5, -2.0, 0.0], [-7, -7, -7, -7], [-4, 0, -16, 0]]
+    np.testing.assert_array_equal(env.step(ACTIONS).rewards, np.array(expected, dtype=np.float32))
+
+
+def test_optimum_worst_and_floor_for_drawn_weights_by_hand():
+    # ss, N = 3, w = (0.25, 1.5, 1.0), per step: all −(0.25+1.5+1) = −2.75; none 3·(−5) = −15;
+    # one approacher −6·w: best −1.5 (agent 0), worst −9 (agent 1); two: best −6·1.25 = −7.5, worst −15.
+    env = CooperativePredation(3, 2, scheme="ss", approach_weights=[0.25, 1.5, 1.0])
+    assert [env.per_step_collective_reward(k) for k in range(4)] == [-15.0, -1.5, -7.5, -2.75]
+    assert [env.per_step_collective_reward(k, best=False) for k in range(4)] == [-15.0, -9.0, -15.0, -2.75]
+    assert env.optimal_collective_return() == 30 * -1.5
+    assert env.worst_collective_return() == 30 * -15.0
+    assert env.floor_collective_return() == (30 * -15.0, "all_defect")
+    # the optimum is reached: agent 0 (the cheapest hunter) approaches alone at every step
+    assert (rollout_return(env, one_approacher) == env.optimal_collective_return()).all()
+    # as, N = 4, w = (2, 0.5, 0.5, 3): all −6; none −12; mixed −4·Σ approachers' w: one best −2, worst −12;
+    # two −4 / −20; three −12 / −22. Optimum −2 per step, worst −22.
+    env = CooperativePredation(4, 1, scheme="as", approach_weights=[2.0, 0.5, 0.5, 3.0])
+    assert [env.per_step_collective_reward(k) for k in range(5)] == [-12.0, -2.0, -4.0, -12.0, -6.0]
+    assert [env.per_step_collective_reward(k, best=False) for k in range(5)] == [
+        -12.0,
+        -12.0,
+        -20.0,
+        -22.0,
+        -6.0,
+    ]
+    assert env.optimal_collective_return() == 30 * -2.0
+    assert env.worst_collective_return() == 30 * -22.0
+
+
+@pytest.mark.parametrize("weights", [[1.0], [1.0, -0.5], [1.0, float("nan")]])
+def test_bad_weights_raise(weights):
+    with pytest.raises(ValueError, match="approach_weights must be 2 finite values >= 0"):
+        CooperativePredation(2, 1, approach_weights=weights)
+    assert make_env("predation", 2, 1, approach_weights=[0.5, 1.5]).approach_weights.tolist() == [0.5, 1.5]
