@@ -1,0 +1,309 @@
+"""What a reproduced figure measures: per-run numbers in each paper's units, the claim's checks, plots.
+
+Each run is scored over its last 10% of updates (as ``summary.json`` does); a grid point's number is
+the mean over its seeds with a 95% Student-t interval. Units compare like with like:
+
+* ``averaged`` — SS's "averaged return": collective return / (N·T) (SS Sec. 5.3);
+* ``team`` — DPO's team episode return: collective / N (every agent receives the team reward);
+* ``collective`` — the total return AS plots; AS never defines the normalisation of its "normalized
+  final total returns", so confide does not pretend to reproduce it;
+* ``normalised`` — confide's own (R − R_floor)/(R_opt − R_floor), where the environment states an
+  optimum (decision 14). A ``return`` figure's main score is this where it exists, else the paper's unit;
+* ``cc``/``cd``/``dd`` — the rates of the joint actions taken (SS Fig. 3; C-D = 1 − C-C − D-D);
+* ``approach_*``/``mse_*`` — the heads' P(approach) and MSE (AS Fig. 7, SS Fig. 5) in the first and
+  the last 10% of updates.
+
+Checks (``expect`` of a figure file) run on the per-seed main scores: ``a > b`` by Welch's one-sided
+t-test at 0.05, ``a >= b`` holds unless b is significantly higher, ``a >= x`` against the interval.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from confide.experiments.checkpoint import run_is_complete  # noqa: E402
+from confide.experiments.config import config_from_dict  # noqa: E402
+from confide.experiments.figure_spec import Expectation, Figure, point_label  # noqa: E402
+from confide.experiments.io import atomic_write_bytes, read_jsonl  # noqa: E402
+from confide.experiments.report import plot_cooperation, plot_heads  # noqa: E402
+from confide.experiments.stats import mean_ci  # noqa: E402
+from confide.experiments.sweep import Sweep, expand, points  # noqa: E402
+
+ALPHA = 0.05
+UNITS = {
+    "normalised": "confide's normalised return (R − R_floor)/(R_opt − R_floor)",
+    "collective": "collective (total) return per episode",
+    "averaged": "SS's averaged return = collective return / (N·T)",
+    "team": "DPO's team return = collective return / N",
+    "cc": "C-C rate (all cooperate)",
+    "cd": "C-D rate (mixed)",
+    "dd": "D-D rate (none cooperates)",
+    "approach_first": "heads' P(approach), first 10% of updates",
+    "approach_last": "heads' P(approach), last 10% of updates",
+    "mse_first": "heads' MSE, first 10%",
+    "mse_last": "heads' MSE, last 10%",
+    "bytes": "bytes/agent/update",
+}
+PAPER_UNIT = {"as": "collective", "ss": "averaged", "dpo": "team"}
+DIGITS = {"collective": 1, "team": 2, "bytes": 0}
+
+
+def _window(metrics: list[dict[str, Any]], key: str, first: bool = False) -> float:
+    """Mean of ``key`` over the first or last 10% of the updates (NaN if no row has it)."""
+    k = max(1, len(metrics) // 10)
+    values = [r[key] for r in (metrics[:k] if first else metrics[-k:]) if key in r]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def run_measures(summary: dict[str, Any], metrics: list[dict[str, Any]], batch: int) -> dict[str, float]:
+    """Every number a figure may show for one complete run (NaN where it does not apply)."""
+    n, collective = summary["agents"], float(summary["collective_return"])
+    horizon = metrics[0]["env_steps"] / batch  # steps per episode
+    norm = summary["normalized_return"]
+    cc, dd = _window(metrics, "actions/all_cooperate"), _window(metrics, "actions/none_cooperate")
+    return {
+        "normalised": float("nan") if norm is None else float(norm),
+        "collective": collective,
+        "averaged": collective / (n * horizon),
+        "team": collective / n,
+        "cc": cc,
+        "cd": 1.0 - cc - dd,
+        "dd": dd,
+        "approach_first": _window(metrics, "heads/approach_mean", first=True),
+        "approach_last": _window(metrics, "heads/approach_mean"),
+        "mse_first": _window(metrics, "heads/mse_mean", first=True),
+        "mse_last": _window(metrics, "heads/mse_mean"),
+        "bytes": float(summary["bytes_per_agent_per_update"]),
+    }
+
+
+@dataclass
+class Point:
+    """One grid point: its label, its complete runs (``summary``, ``metrics``, ``batch``, ``measures``)
+    and the number of seeds planned."""
+
+    label: str
+    runs: list[dict[str, Any]]
+    planned: int
+
+    def values(self, key: str) -> np.ndarray:
+        return np.array([r["measures"][key] for r in self.runs], dtype=float)
+
+
+def load_points(sweep: Sweep, out: Path) -> list[Point]:
+    """The complete runs of every grid point under the sweep directory ``out``."""
+    configs = dict(expand(sweep))
+    result = []
+    for pid, point in points(sweep):
+        runs = []
+        for seed in sweep.seeds:
+            run_dir = out / pid / f"s{seed}"
+            if not run_is_complete(run_dir):
+                continue
+            summary = json.loads((run_dir / "summary.json").read_text())
+            metrics = read_jsonl(run_dir / "metrics.jsonl")
+            batch = config_from_dict(configs[f"{pid}/s{seed}"]).train.batch
+            measures = run_measures(summary, metrics, batch)
+            runs.append({"summary": summary, "metrics": metrics, "batch": batch, "measures": measures})
+        result.append(Point(point_label(point, list(sweep.grid)), runs, len(sweep.seeds)))
+    return result
+
+
+def has(pts: list[Point], key: str) -> bool:
+    values = [r["measures"][key] for p in pts for r in p.runs]
+    return bool(values) and bool(np.all(np.isfinite(values)))
+
+
+def main_key(figure: Figure, pts: list[Point]) -> str:
+    if figure.metric == "cooperation":
+        return "cc"
+    if figure.metric == "heads":
+        return "approach_last"
+    return "normalised" if has(pts, "normalised") else PAPER_UNIT[figure.paper]
+
+
+def columns(figure: Figure, main: str) -> list[str]:
+    """The table's columns: the main score first, and always the paper's own unit (SS: averaged)."""
+    paper_unit = PAPER_UNIT[figure.paper]
+    if figure.metric == "cooperation":
+        return ["cc", "cd", "dd", "normalised", paper_unit]
+    if figure.metric == "heads":
+        return ["approach_first", "approach_last", "mse_first", "mse_last", paper_unit]
+    return [main, *([paper_unit] if paper_unit != main else []), "bytes"]
+
+
+def ci_text(values: np.ndarray, digits: int = 3) -> str:
+    """``mean [lo, hi]`` (95% t) of the finite values; the value alone for one seed or no spread."""
+    values = np.asarray(values, dtype=float)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return "—"
+    mean, lo, hi = mean_ci(values)
+    if len(values) == 1 or lo == hi:
+        return f"{mean:,.{digits}f}"
+    return f"{mean:,.{digits}f} [{lo:,.{digits}f}, {hi:,.{digits}f}]"
+
+
+def measurement_table(figure: Figure, pts: list[Point], main: str) -> list[str]:
+    cols = columns(figure, main)
+    head = ["grid point", "seeds", *(UNITS[c] for c in cols), f"per seed ({main})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for p in pts:
+        cells = [f"`{p.label}`", f"{len(p.runs)}/{p.planned}"]
+        cells += [ci_text(p.values(c), DIGITS.get(c, 3)) for c in cols]
+        cells.append(", ".join(f"{v:.3f}" for v in p.values(main)) or "—")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+# --- the claim's checks ---------------------------------------------------------------------------
+
+
+def _welch_greater(x: np.ndarray, y: np.ndarray) -> float:
+    """One-sided p of mean(x) > mean(y); NaN when neither sample has any spread."""
+    with np.errstate(all="ignore"):
+        return float(stats.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue)
+
+
+def check_expectation(e: Expectation, scores: dict[str, np.ndarray]) -> tuple[str, str]:
+    """``(confide's numbers, verdict)`` for one expectation on the per-seed main scores."""
+    x = scores.get(e.left, np.array([]))
+    if e.threshold is not None:
+        if len(x) == 0:
+            return "no complete run", "not measured"
+        mean, lo, _ = mean_ci(x)
+        shown = f"{e.left} {ci_text(x)}"
+        if len(x) > 1 and lo >= e.threshold:
+            return shown, "holds (95% interval above)"
+        if mean >= e.threshold:
+            return shown, "holds (one seed)" if len(x) == 1 else "mean reaches it, the interval does not"
+        return shown, "does not hold"
+    y = scores.get(e.right, np.array([]))
+    shown = f"{e.left} {ci_text(x)} vs {e.right} {ci_text(y)}"
+    if len(x) < 2 or len(y) < 2:
+        return shown, "too few seeds to test (need 2 each)"
+    if e.op == ">":
+        p = _welch_greater(x, y)
+        if np.isnan(p):
+            return shown, "holds (no spread)" if x.mean() > y.mean() else "does not hold (no spread)"
+        if p < ALPHA:
+            return shown, f"holds (p = {p:.3g})"
+        if x.mean() > y.mean():
+            return shown, f"not shown: right direction, p = {p:.3g}"
+        return shown, f"does not hold (p = {p:.3g})"
+    p = _welch_greater(y, x)  # ">=": is the right side significantly higher?
+    if np.isnan(p):
+        return shown, "holds (no spread)" if x.mean() >= y.mean() else "does not hold (no spread)"
+    if p < ALPHA:
+        return shown, f"does not hold: {e.right} higher (p = {p:.3g})"
+    how = "higher" if x.mean() >= y.mean() else "lower"
+    n = min(len(x), len(y))
+    return shown, f"holds: not significantly below (mean {how}, p = {p:.3g}, {n} seeds)"
+
+
+def mse_check(pts: list[Point]) -> dict[str, str]:
+    """AS Fig. 7 / SS Fig. 5: does the heads' MSE fall from the first to the last 10% of updates?"""
+    first = np.concatenate([p.values("mse_first") for p in pts])
+    last = np.concatenate([p.values("mse_last") for p in pts])
+    fell = int(np.sum(last < first))
+    return {
+        "expect": "the heads' MSE becomes smaller",
+        "measured": f"MSE {ci_text(first)} → {ci_text(last)}",
+        "verdict": f"fell in {fell} of {len(first)} runs",
+    }
+
+
+def checks(figure: Figure, pts: list[Point], main: str) -> list[dict[str, str]]:
+    scores = {p.label: p.values(main) for p in pts}
+    out = []
+    for e in figure.expect:
+        measured, verdict = check_expectation(e, scores)
+        out.append({"expect": e.text, "measured": measured, "verdict": verdict})
+    if figure.metric == "heads":
+        out.append(mse_check(pts))
+    return out
+
+
+# --- plots -----------------------------------------------------------------------------------------
+
+
+def _curve(run: dict[str, Any], unit: str) -> np.ndarray:
+    """One run's per-update collective return in ``unit``."""
+    s, metrics = run["summary"], run["metrics"]
+    r = np.array([m["collective_return"] for m in metrics], dtype=float)
+    if unit == "normalised":
+        lo, hi = s["floor_collective_return"], s["optimal_collective_return"]
+        return (r - lo) / (hi - lo)
+    if unit == "averaged":  # T = env steps per update / episodes per update
+        return r / (s["agents"] * metrics[0]["env_steps"] / run["batch"])
+    return r / s["agents"] if unit == "team" else r
+
+
+def _save(fig: plt.Figure, path: Path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def plot_curves(pts: list[Point], unit: str, path: Path, title: str) -> None:
+    """Learning curves in ``unit``: mean over seeds with a 95% t band, smoothed over ~2% of the run."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for k, p in enumerate(q for q in pts if q.runs):
+        length = min(len(r["metrics"]) for r in p.runs)
+        curves = np.array([_curve(r, unit)[:length] for r in p.runs])
+        width = max(1, length // 50)
+        if width > 1:
+            kernel = np.ones(width) / width
+            curves = np.array(
+                [np.convolve(np.r_[np.repeat(c[:1], width - 1), c], kernel, "valid") for c in curves]
+            )
+        steps = np.array([m["env_steps"] for m in p.runs[0]["metrics"][:length]])
+        mean, lo, hi = mean_ci(curves, axis=0)
+        ax.plot(steps, mean, color=f"C{k}", label=f"{p.label} (n={len(p.runs)})")
+        ax.fill_between(steps, lo, hi, color=f"C{k}", alpha=0.2)
+    if unit == "normalised":
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(UNITS[unit])
+    ax.set_title(title, fontsize=9)
+    if ax.lines:
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def write_plots(figure: Figure, pts: list[Point], main: str, out: Path) -> list[Path]:
+    """``learning_curves.png``, plus the C-C/C-D/D-D rates (``cooperation``) or the heads (``heads``)."""
+    if figure.metric == "return":
+        unit = main
+    else:
+        unit = "normalised" if has(pts, "normalised") else PAPER_UNIT[figure.paper]
+    plots = [out / "learning_curves.png"]
+    plot_curves(pts, unit, plots[0], figure.title)
+    runs = {p.label: p.runs for p in pts if p.runs}
+    if figure.metric == "cooperation" and runs:
+        for rs in runs.values():
+            for r in rs:
+                for row in r["metrics"]:
+                    row["actions/mixed"] = 1.0 - row["actions/all_cooperate"] - row["actions/none_cooperate"]
+        for key, name, label in [
+            ("actions/all_cooperate", "rate_cc.png", "C-C rate (both cooperate)"),
+            ("actions/mixed", "rate_cd.png", "C-D rate (one cooperates)"),
+            ("actions/none_cooperate", "rate_dd.png", "D-D rate (both defect)"),
+        ]:
+            if plot_cooperation(runs, out / name, key, label):
+                plots.append(out / name)
+    if figure.metric == "heads" and runs and plot_heads(runs, out / "heads.png"):
+        plots.append(out / "heads.png")
+    return plots
