@@ -27,6 +27,11 @@ import numpy as np  # noqa: E402
 from confide.experiments.checkpoint import run_is_complete  # noqa: E402
 from confide.experiments.config import config_from_dict  # noqa: E402
 from confide.experiments.io import atomic_write_bytes  # noqa: E402
+from confide.experiments.privacy_utility import (  # noqa: E402
+    epsilon_table,
+    has_privacy,
+    plot_score_against_epsilon,
+)
 from confide.experiments.stats import mean_ci  # noqa: E402
 from confide.experiments.sweep import Sweep, expand, format_value, points  # noqa: E402
 
@@ -163,6 +168,10 @@ def write_sweep_report(out: Path, sweep: Sweep) -> tuple[Path, list[Path]]:
             path = out / f"score_vs_{key}.png"
             plot_score_against(results, sweep, key, path)
             plots.append(path)
+        if has_privacy(results):
+            path = out / "score_vs_epsilon.png"
+            plot_score_against_epsilon(results, sweep.title, path)
+            plots.append(path)
     total = len(results) * len(sweep.seeds)
     complete = sum(len(r.summaries) for r in results)
     lines = [
@@ -177,6 +186,8 @@ def write_sweep_report(out: Path, sweep: Sweep) -> tuple[Path, list[Path]]:
         "",
         *results_table(results, sweep),
     ]
+    if has_privacy(results):
+        lines += ["", "## Privacy (the accountant's ε per agent)", "", *epsilon_table(results)]
     missing = [f"{r.pid}/s{s}" for r in results for s in r.missing]
     if missing:
         lines += ["", f"Incomplete or failed runs ({len(missing)}): " + ", ".join(f"`{m}`" for m in missing)]

@@ -75,7 +75,7 @@ def test_shipped_sweeps_are_the_issues_grids_and_their_quick_variants_match():
         assert full.grid == quick.grid == {"algo.name": ["as", "ss", "vs", "vps", "ps"], key: values}
         assert full.seeds == (0, 1, 2) and len(expand(full)) == count
         configs = [config_from_dict(c) for _, c in expand(full)]
-        assert {(c.env.name, c.env.agents, c.train.updates) for c in configs} == {("predation", 8, 300)}
+        assert {(c.env.name, c.env.agents, c.train.updates) for c in configs} == {("predation", 8, 150)}
         assert all(c.channel.loss == ("bernoulli" if "drops" in name else "none") for c in configs)
         quick_configs = [config_from_dict(c) for _, c in expand(quick)]
         assert {(c.env.agents, c.train.updates, c.train.seed) for c in quick_configs} == {
