@@ -16,8 +16,11 @@ b = σ·Δ per element, so each release is (Δ/b = 1/σ)-DP. Everything the arra
 (sender, receiver, kind, round, message size, ``index`` arrays, arrays not named) is treated as public.
 
 Post-processing (free in privacy): for kinds in ``DISTRIBUTION_KINDS`` the ``probs`` rows ``[M, A]``
-are projected onto the probability simplex (Euclidean projection), then cast back to the sender's
-dtype. Clipping happens before noise and biases the release towards zero when C is below the norm.
+are projected onto the probability simplex (Euclidean projection), mixed with the uniform
+distribution with weight ``uniform_mix`` (default 0.05, so every probability is at least mix/A), then cast
+back to the sender's dtype. The mix exists because receivers divide by shared probabilities (SS's ξ_{N_i}
+divides by the peer's π^{jj}_old): a projection alone returns exact zeros, and with seven peers the
+product of ratios overflowed float32 and diverged in every SS run of the privacy-utility sweep. Clipping happens before noise and biases the release towards zero when C is below the norm.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ Neighbouring = Literal["replace", "zero_out"]
 DISTRIBUTION_KINDS: tuple[str, ...] = ("policy", "anticipation", "suggestion")
 DISTRIBUTION_ARRAY = "probs"
 DEFAULT_NOISED_ARRAYS: tuple[str, ...] = ("probs", "values", "params")
+DEFAULT_UNIFORM_MIX = 0.05
 
 
 def project_onto_simplex(rows: np.ndarray) -> np.ndarray:
@@ -82,6 +86,7 @@ class DPNoiseLayer:
         rng: np.random.Generator,
         neighbouring: Neighbouring = "replace",
         arrays: Sequence[str] = DEFAULT_NOISED_ARRAYS,
+        uniform_mix: float = DEFAULT_UNIFORM_MIX,
     ) -> None:
         if mechanism not in ("gaussian", "laplace"):
             raise ValueError(f"unknown DP mechanism {mechanism!r}")
@@ -91,7 +96,10 @@ class DPNoiseLayer:
             raise ValueError(
                 f"clip_norm and noise_multiplier must be > 0, got {clip_norm}, {noise_multiplier}"
             )
+        if not 0.0 <= uniform_mix < 1.0:
+            raise ValueError(f"uniform_mix must be in [0, 1), got {uniform_mix}")
         self.inner = inner
+        self.uniform_mix = float(uniform_mix)
         self.mechanism = mechanism
         self.clip_norm = float(clip_norm)
         self.sensitivity = sensitivity(clip_norm, neighbouring)
@@ -135,7 +143,7 @@ class DPNoiseLayer:
             x = clip_to_norm(value, self.clip_norm, 1)
             x = x + self.rng.laplace(0.0, self.noise_scale, size=x.shape)
         if kind in DISTRIBUTION_KINDS and name == DISTRIBUTION_ARRAY and x.ndim >= 1 and x.shape[-1] > 0:
-            x = project_onto_simplex(x)
+            x = (1.0 - self.uniform_mix) * project_onto_simplex(x) + self.uniform_mix / x.shape[-1]
         return x.astype(value.dtype)
 
     def state_dict(self) -> dict[str, Any]:

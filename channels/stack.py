@@ -35,7 +35,7 @@ import numpy as np
 from confide.channels.bandwidth import BandwidthLayer
 from confide.channels.channel import Channel, IdealChannel, Inbox
 from confide.channels.delay import DelayLayer
-from confide.channels.dp_noise import DEFAULT_NOISED_ARRAYS, DPNoiseLayer, Neighbouring
+from confide.channels.dp_noise import DEFAULT_NOISED_ARRAYS, DEFAULT_UNIFORM_MIX, DPNoiseLayer, Neighbouring
 from confide.channels.drops import BernoulliLoss, DropLayer, GilbertElliottLoss, LossModel
 from confide.channels.encryption import REJECTION_REASONS, EncryptionLayer
 from confide.channels.message import Message
@@ -64,6 +64,8 @@ class ChannelSettings:
     """Payload arrays that are noised (in every message kind); all others are treated as public."""
     dp_delta: float = 1e-5
     """δ at which the Gaussian accountant reports ε."""
+    dp_uniform_mix: float = DEFAULT_UNIFORM_MIX
+    """Weight of the uniform distribution mixed into each noised, projected distribution row (post-processing)."""
     quantisation: Compression = "none"
     """Compression of float arrays on the wire: float16, or 8 bits with a per-array scale and offset."""
     encrypt: bool = False
@@ -111,6 +113,8 @@ class ChannelSettings:
             )
         if not 0.0 < self.dp_delta < 1.0:
             raise ValueError(f"dp_delta must be in (0, 1), got {self.dp_delta}")
+        if not 0.0 <= self.dp_uniform_mix < 1.0:
+            raise ValueError(f"dp_uniform_mix must be in [0, 1), got {self.dp_uniform_mix}")
         if not all(isinstance(a, str) and a for a in self.dp_arrays):
             raise ValueError(f"dp_arrays must be non-empty names, got {self.dp_arrays!r}")
 
@@ -257,6 +261,7 @@ def build_channel(
             rng=dp_rng,
             neighbouring=settings.dp_neighbouring,
             arrays=settings.dp_arrays,
+            uniform_mix=settings.dp_uniform_mix,
         )
     ordered = {name: layers[name] for name in LAYER_ORDER if name in layers}
     return ChannelStack(channel, ordered, settings, n_agents)

@@ -141,6 +141,43 @@ def test_distributions_are_projected_and_unnamed_arrays_untouched():
     assert (values < 0).any()  # not a distribution kind: not projected
 
 
+@pytest.mark.parametrize("mix", [0.0, 0.05, 0.5])
+def test_the_uniform_mix_bounds_every_shared_probability_away_from_zero(mix):
+    """Receivers divide by shared probabilities (SS's ξ): the mix keeps each one ≥ mix / A."""
+    layer = DPNoiseLayer(
+        Sink(),
+        mechanism="gaussian",
+        clip_norm=1.0,
+        noise_multiplier=4.0,
+        rng=np.random.default_rng(0),
+        uniform_mix=mix,
+    )
+    probs = np.random.default_rng(1).dirichlet(np.ones(2), size=500).astype(np.float32)
+    got = layer.privatise(Message(0, 1, "policy", 0, {"probs": probs})).payload["probs"]
+    np.testing.assert_allclose(got.sum(axis=1), 1, atol=1e-6)
+    assert got.min() >= mix / 2 - 1e-7
+    if mix == 0.0:
+        assert (got == 0).any()  # σ = 4 on a clipped array: the bare projection lands on vertices
+    expected = (1 - mix) * project_onto_simplex(
+        clip_to_norm(probs, 1.0, 2) + np.random.default_rng(0).normal(0.0, 8.0, size=probs.shape)
+    ) + mix / 2
+    np.testing.assert_allclose(got, expected.astype(np.float32), atol=1e-6)
+
+
+def test_a_uniform_mix_outside_0_1_is_refused():
+    with pytest.raises(ValueError, match="uniform_mix"):
+        ChannelSettings(dp_mechanism="gaussian", dp_uniform_mix=1.0)
+    with pytest.raises(ValueError, match="uniform_mix"):
+        DPNoiseLayer(
+            Sink(),
+            mechanism="gaussian",
+            clip_norm=1.0,
+            noise_multiplier=1.0,
+            rng=np.random.default_rng(0),
+            uniform_mix=-0.1,
+        )
+
+
 def test_a_named_integer_array_is_refused():
     layer = DPNoiseLayer(
         Sink(), mechanism="gaussian", clip_norm=1.0, noise_multiplier=1.0, rng=np.random.default_rng(0)
