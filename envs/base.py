@@ -89,10 +89,12 @@ def check_actions(actions: np.ndarray, batch_size: int, n_agents: int, n_actions
     expected = (batch_size, n_agents)
     if actions.shape != expected:
         raise ValueError(f"actions must have shape [B, N] = {expected}, got {actions.shape}")
-    if not np.issubdtype(actions.dtype, np.integer):
+    if actions.dtype.kind not in "iu":  # bool is kind "b": rejected
         raise ValueError(f"actions must be integers in [0, {n_actions}), got dtype {actions.dtype}")
-    bad = (actions < 0) | (actions >= n_actions)
-    if bad.any():
+    # One reduction checks both ends: viewed as unsigned, a negative action is a huge number.
+    unsigned = actions.view(np.dtype(f"u{actions.dtype.itemsize}"))
+    if unsigned.size and unsigned.max() >= n_actions:
+        bad = (actions < 0) | (actions >= n_actions)
         b, i = np.argwhere(bad)[0]
         raise ValueError(f"agent {i}: action {actions[b, i]} out of range [0, {n_actions}) (episode {b})")
     return actions.astype(np.int64, copy=False)

@@ -6,7 +6,9 @@ agent that is not its recipient, standing on it or 4-adjacent to it, choosing op
 ``OPEN_COST`` = 5 and the recipient gains its food value (10 by default) at once; each box opens at
 most once per episode. Every agent pays ``STEP_COST`` = 0.01 per step. Episodes last ``horizon`` = 300
 steps with no early end (``terminated`` is always False, ``truncated`` becomes True at the horizon).
-Known totals (tests): cooperative optimum 3·(10 − 5) − 3·300·0.01 = 6, nobody opens −9.
+Known totals (tests): cooperative optimum 3·(10 − 5) − 3·300·0.01 = 6, nobody opens −9. Uniformly
+random play scores ≈ 5.98 as well (it opens every box, all three by step ~56 in half the episodes): a
+total near −9 needs a learned refusal to open, below ~1/300 per step (``docs/decisions.md`` 16).
 
 Choices (where the paper is silent), all in this module:
     * Action indices: 0 left (column − 1), 1 down (row + 1), 2 right (column + 1), 3 up (row − 1),

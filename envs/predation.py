@@ -126,10 +126,19 @@ class CooperativePredation:
             w = np.array(approach_weights, dtype=np.float64)
             if w.shape != (self.n_agents,) or not np.all(np.isfinite(w) & (w >= 0)):
                 raise ValueError(f"approach_weights must be {self.n_agents} finite values >= 0, got {w}")
+            w.setflags(write=False)  # step() reads them from a table built once, below
             self.approach_weights = w
         self._x: np.ndarray | None = None  # [B, N] float64, raw predator positions in [0, 30]
-        self._prey: np.ndarray | None = None  # [B] float64, raw prey positions in [0, 30]
+        self._prey: np.ndarray | None = None  # [B, 1] float64, raw prey positions in [0, 30]
+        self._offset: np.ndarray | None = None  # [B, N] float64, x − prey (its sign decides approach)
         self._t = 0
+        # step() looks rewards up in a table instead of branching; the flat index of agent i is
+        # k·2N + approached_i·N + i, and one small matmul of the approach mask gives k·2N + approached_i·N.
+        n = self.n_agents
+        self._reward_table = self._build_reward_table()  # [(N + 1)·2·N] float32
+        self._index_weights = 2.0 * n * np.ones((n, n)) + n * np.eye(n)  # [N, N] float64
+        self._agent_index = np.arange(n)  # [N] int64
+        self._move = np.array([-1.0, 1.0])  # displacement of each action
 
     # ------------------------------------------------------------------ episode dynamics
     def reset(self, rng: np.random.Generator) -> Reset:
@@ -154,7 +163,8 @@ class CooperativePredation:
         for name, arr in (("agent_x", agent_x), ("prey_x", prey_x)):
             if not np.all((arr >= 0.0) & (arr <= WORLD_LENGTH)):
                 raise ValueError(f"{name} must lie in [0, {WORLD_LENGTH:g}]")
-        self._x, self._prey, self._t = agent_x, prey_x, 0
+        self._x, self._prey, self._t = agent_x, prey_x[:, None], 0
+        self._offset = self._x - self._prey
         return Reset(state=self._state(), positions=self._positions())
 
     def step(self, actions: np.ndarray) -> StepResult:
@@ -167,15 +177,18 @@ class CooperativePredation:
         if self._t >= self.horizon:
             raise RuntimeError(f"episode ended at step {self.horizon}; call reset(rng) before stepping again")
         actions = check_actions(actions, self.batch_size, self.n_agents, self.n_actions)
-        approach = self._approach(actions)
-        rewards = self._rewards(approach)
-        self._x = np.clip(self._x + (2 * actions - 1), 0.0, WORLD_LENGTH)
+        move = self._move.take(actions)  # [B, N] ±1.0
+        rewards = self._rewards(self._offset * move <= 0.0)  # see _approach
+        x = self._x + move  # a fresh array: arrays handed out earlier stay unchanged
+        np.minimum(np.maximum(x, 0.0, out=x), WORLD_LENGTH, out=x)
+        self._x, self._offset = x, x - self._prey
         self._t += 1
+        ended = np.ones if self._t >= self.horizon else np.zeros
         return StepResult(
             state=self._state(),
             rewards=rewards,
             terminated=np.zeros(self.batch_size, dtype=bool),
-            truncated=np.full(self.batch_size, self._t >= self.horizon, dtype=bool),
+            truncated=ended(self.batch_size, dtype=bool),
             positions=self._positions(),
         )
 
@@ -184,21 +197,36 @@ class CooperativePredation:
         return self._approach(check_actions(actions, self.batch_size, self.n_agents, self.n_actions))
 
     def _approach(self, actions: np.ndarray) -> np.ndarray:
-        on_prey = self._require_x() == self._prey[:, None]
-        return (actions == self.cooperative_action()) | on_prey
+        """The move points at the prey, or the agent is on it: (x − prey)·move ≤ 0, exact in floats."""
+        self._require_x()
+        return self._offset * self._move.take(actions) <= 0.0
 
     def cooperative_action(self) -> np.ndarray:
         """``[B, N]`` int64: the approach action per agent now (1 = +1 when left of or on the prey)."""
-        return (self._require_x() <= self._prey[:, None]).astype(np.int64)
+        self._require_x()
+        return (self._offset <= 0.0).astype(np.int64)
 
     def _rewards(self, approach: np.ndarray) -> np.ndarray:
-        """``[B, N]`` float32 per-step rewards from the approach mask ``[B, N]`` bool."""
-        k = approach.sum(axis=1, keepdims=True)  # [B, 1]
-        mixed = np.where(approach, self._mixed_approach, self._mixed_other)
-        rewards = np.where(k == self.n_agents, self._all, np.where(k == 0, self._none, mixed))
+        """``[B, N]`` float32 per-step rewards from the approach mask ``[B, N]`` bool (a table look-up)."""
+        index = (approach.astype(np.float64) @ self._index_weights).astype(np.int64)  # exact small ints
+        index += self._agent_index
+        return self._reward_table.take(index)
+
+    def _build_reward_table(self) -> np.ndarray:
+        """Flat ``[(N + 1)·2·N]`` float32: agent i's reward when ``k`` approach and i does (1) or not (0).
+
+        Entries that cannot occur (k = 0 with i approaching, k = N with i not) hold the scheme's
+        payoffs too; they are never looked up.
+        """
+        n = self.n_agents
+        k = np.arange(n + 1)[:, None, None]
+        approached = np.arange(2)[None, :, None].astype(bool)
+        mixed = np.where(approached, self._mixed_approach, self._mixed_other)
+        table = np.where(k == n, self._all, np.where(k == 0, self._none, mixed))
+        table = np.broadcast_to(table, (n + 1, 2, n))
         if self.approach_weights is not None:  # an approacher's own reward scaled by its weight
-            rewards = np.where(approach, rewards * self.approach_weights, rewards)
-        return rewards.astype(np.float32)
+            table = np.where(approached, table * self.approach_weights, table)
+        return np.ascontiguousarray(table, dtype=np.float32).ravel()
 
     # ------------------------------------------------------------------ returns (decision 1, 14)
     def per_step_collective_reward(self, k: int, best: bool = True) -> float:
@@ -257,10 +285,10 @@ class CooperativePredation:
     def prey_position(self) -> np.ndarray:
         """``[B]`` float64 copy of the prey's unscaled position in ``[0, 30]``."""
         self._require_x()
-        return self._prey.copy()
+        return self._prey[:, 0].copy()
 
     def _state(self) -> np.ndarray:
-        return ((self._x - self._prey[:, None]) / WORLD_LENGTH).astype(np.float32)
+        return (self._offset / WORLD_LENGTH).astype(np.float32)
 
     def _positions(self) -> np.ndarray:
         return (self._x / WORLD_LENGTH).astype(np.float32)[:, :, None]

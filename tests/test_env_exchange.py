@@ -51,6 +51,16 @@ def test_scripted_cooperation_scores_six_and_nobody_opening_scores_minus_nine():
     np.testing.assert_allclose(nobody, -9.0, atol=1e-5)
 
 
+def test_uniform_random_play_already_opens_every_box():
+    """docs/decisions.md 16: the spec's rules make an untrained (uniform) policy score about the optimum;
+    only learning to withhold *open* (below ~1/300 per step) brings a total near the −9 floor."""
+    env = Exchange(3, 256)
+    play = np.random.default_rng(2)
+    uniform = rollout_return(env, lambda e: play.integers(0, e.n_actions, size=(e.batch_size, e.n_agents)))
+    assert env.opened.mean() > 0.99
+    assert 5.9 < uniform.mean() <= 6.0 + 1e-5
+
+
 def test_following_the_cooperative_action_also_opens_every_box():
     env = Exchange(3, 32)
     np.testing.assert_allclose(rollout_return(env, lambda e: e.cooperative_action(), seed=3), 6.0, atol=1e-5)

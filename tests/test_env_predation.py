@@ -416,3 +416,33 @@ def test_bad_weights_raise(weights):
     with pytest.raises(ValueError, match="approach_weights must be 2 finite values >= 0"):
         CooperativePredation(2, 1, approach_weights=weights)
     assert make_env("predation", 2, 1, approach_weights=[0.5, 1.5]).approach_weights.tolist() == [0.5, 1.5]
+
+
+def test_vectorised_step_matches_a_loop_transcription_on_integer_layouts():
+    """The table-driven ``step`` against decision 1 written out agent by agent, with weights, on integer
+    layouts where agents often sit exactly on the prey or at a wall (the cases floats rarely hit)."""
+    rng = np.random.default_rng(7)
+    n, batch = 5, 40
+    weights = np.array([0.5, 1.5, 1.0, 0.0, 1.5])
+    for scheme in ("as", "ss"):
+        env = CooperativePredation(n, batch, scheme=scheme, horizon=20, approach_weights=weights)
+        all_, none, mixed_a, mixed_o = scheme_payoffs(scheme, n)
+        x = rng.integers(0, 31, size=(batch, n)).astype(float)
+        prey = rng.integers(0, 31, size=batch).astype(float)
+        env.reset_to(x, prey)
+        for _ in range(env.horizon):
+            actions = rng.integers(0, 2, size=(batch, n))
+            expected = np.zeros((batch, n))
+            for b in range(batch):
+                moves = [1 if a else -1 for a in actions[b]]
+                approach = [x[b, i] == prey[b] or np.sign(prey[b] - x[b, i]) == moves[i] for i in range(n)]
+                k = sum(approach)
+                for i in range(n):
+                    pay = all_ if k == n else none if k == 0 else mixed_a if approach[i] else mixed_o
+                    expected[b, i] = pay * weights[i] if approach[i] else pay
+                    x[b, i] = min(max(x[b, i] + moves[i], 0.0), 30.0)
+            result = env.step(actions)
+            np.testing.assert_array_equal(result.rewards, expected.astype(np.float32))
+            np.testing.assert_array_equal(result.state, ((x - prey[:, None]) / 30.0).astype(np.float32))
+            np.testing.assert_array_equal(result.positions[:, :, 0], (x / 30.0).astype(np.float32))
+            np.testing.assert_array_equal(env.cooperative_action(), (x <= prey[:, None]).astype(np.int64))
