@@ -18,6 +18,9 @@ After the update's iterations, one consensus step on the whole policy bank of ea
 neighbour; the new policy is the Metropolis–Hastings weighted mean of the own and the accepted
 received vectors. Averaging the estimates averages the agents' gradients, i.e. follows the collective
 reward. In a communication gap nothing is sent and no consensus happens (decision 9).
+
+With ``dp_sgd`` settings (``algo.dp_sgd_clip``) the policy bank, the thing PS sends, trains by DP-SGD
+(``confide.privacy.dp_sgd``): per-sample, per-agent clipping and Gaussian noise before Adam.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from confide.core.ppo import (
     minibatch_indices,
 )
 from confide.core.rollout import Rollout
+from confide.privacy.dp_sgd import DpSgdSettings
 
 POLICY_PARAMS = "policy_params"
 MESSAGE_KINDS: tuple[str, ...] = (POLICY_PARAMS,)
@@ -54,8 +58,17 @@ class PolicyParameterSharing(StackedLearner):
         ppo: PpoSettings,
         sizes: NetworkSizes,
         generator: torch.Generator,
+        dp_sgd: DpSgdSettings | None = None,
     ) -> None:
         super().__init__("ps", n_agents, state_dim, n_actions, n_agents, ppo, sizes, generator)
+        self.dp_sgd = None
+        if dp_sgd is not None:
+            from confide.privacy.dp_sgd import DpSgd  # imports Opacus: only when DP-SGD is on
+
+            opt = self.optimiser
+            self.dp_sgd = DpSgd(
+                dp_sgd, self.population.policy, opt.actor, n_agents, opt.max_grad_norm, ppo.minibatches
+            )
 
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
         pop, n = self.population, self.population.n_agents
@@ -70,14 +83,36 @@ class PolicyParameterSharing(StackedLearner):
             old_logp_a = torch.log_softmax(pop.all_logits(states), dim=-1).gather(-1, act).squeeze(-1)
         for _ in range(self.ppo.iterations):
             for idx in minibatch_indices(m, self.ppo.minibatches, self.generator):
-                logp = torch.log_softmax(pop.all_logits(states[idx]), dim=-1)  # [N, N, m, A]
+                logp = torch.log_softmax(self._all_logits(states[idx]), dim=-1)  # [N, N, m, A]
                 logp_a = logp.gather(-1, act[:, :, idx]).squeeze(-1)  # [N, N, m]
                 ratio = (logp_a - old_logp_a[:, :, idx]).exp()
                 surrogate = clipped_surrogate(ratio, adv[idx].T.unsqueeze(1), self.ppo.clip_eps)
                 entropy = -(logp.exp() * logp).sum(-1)  # of each head; the joint entropy is their sum
                 loss = -(surrogate + self.ppo.entropy_coef * entropy).sum(dim=1).mean(dim=1)  # [N]
-                self.optimiser.step_actor(loss.sum())
+                if self.dp_sgd is None:
+                    self.optimiser.step_actor(loss.sum())
+                else:
+                    self.dp_sgd.step(loss.sum())
                 closs = critic_step(pop, self.optimiser, states[idx], targets[idx])
         stats = {"loss/surrogate": float(surrogate.detach().mean()), "loss/critic": float(closs.mean())}
         stats.update(consensus_round(pop.actor_parameters(), n, POLICY_PARAMS, comms, neighbourhood))
         return stats
+
+    def _all_logits(self, states: torch.Tensor) -> torch.Tensor:
+        """``[N, N, m, A]`` every head's logits, through DP-SGD's per-sample-gradient view when it is on."""
+        if self.dp_sgd is None:
+            return self.population.all_logits(states)
+        return self.dp_sgd.forward(states).view(
+            self.population.n_agents, self.population.heads, len(states), -1
+        )
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        if self.dp_sgd is not None:
+            state["dp_sgd"] = self.dp_sgd.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if self.dp_sgd is not None:
+            self.dp_sgd.load_state_dict(state["dp_sgd"])

@@ -4,6 +4,8 @@
 - ``observers``: threat models T0–T4, ``RunRecord`` → ``ObserverView``.
 - ``attacks``: TD inversion, policy reconstruction, ``extract`` features.
 - ``estimators``: the learned attack, its metrics, controls and the empirical DP audit.
+- ``dp_sgd``: DP-SGD of the banks PS and VPS send (per-sample, per-agent clipping, Opacus noise and RDP
+  accounting); import it from its module (Opacus itself is imported only when DP-SGD is on).
 
 The last three are loaded on first use (``confide.privacy.extract`` works), so importing the channels,
 which import the accountants, does not import scipy's optimisers.

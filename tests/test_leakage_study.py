@@ -11,9 +11,11 @@ import pytest
 from confide.channels.encryption import ENVELOPE_OVERHEAD_BYTES
 from confide.cli import check_command
 from confide.core.trainer import train
-from confide.experiments import leakage_study
+from confide.experiments import leakage_shadow_runs
 from confide.experiments.config import ConfigError
-from confide.experiments.leakage_study import LeakStudy, decrypt_wire, run_study, screen
+from confide.experiments.leakage_attack import screen
+from confide.experiments.leakage_shadow_runs import decrypt_wire
+from confide.experiments.leakage_study import LeakStudy, run_study
 from confide.privacy.attacks import feature_names
 from confide.privacy.observers import ObserverView
 
@@ -124,7 +126,7 @@ def test_rerun_skips_finished_runs_and_refuses_other_settings(tiny, monkeypatch)
     def no_training(*args, **kwargs):
         raise AssertionError("a cached shadow run was trained again")
 
-    monkeypatch.setattr(leakage_study, "shadow_run", no_training)
+    monkeypatch.setattr(leakage_shadow_runs, "shadow_run", no_training)
     again = run_study(study, out, progress=False)
     assert (
         again.table.read_text().split("| algorithm | view")[1]
