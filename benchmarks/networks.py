@@ -12,8 +12,9 @@ Prints, from one run on this machine (1 torch thread unless ``--threads``):
   products that must be done: per sample and head 2·(2·N·128 + 3·128·64 + 3·64·2) (layer 1 needs no
   input gradient);
 - rollout inference of all N² heads and of the N own heads on 32 states, confide against per-module;
-- the update with the shared-trunk variant (``NetworkSizes(shared_trunk=True)``, a different model);
-- with ``--training``, AS training throughput on C. Predation, updates included.
+- the update with the shared-trunk variant (``NetworkSizes(shared_trunk=True)``, a different model).
+
+End-to-end training against the FLOP limit is ``end_to_end.py``; growth with N and batch ``scaling.py``.
 
 Times are medians of interleaved rounds (wall clock; CPU time in brackets, which leaves out time spent
 waiting for a core on a shared machine). ``torch.compile`` is compared in ``compile_chunks.py``.
@@ -197,23 +198,10 @@ def shared_trunk_times(n: int, repeats: int) -> dict[str, Times]:
     return interleaved(fns, repeats)
 
 
-def training_throughput(n: int, updates: int, batch: int) -> float:
-    from confide.core.trainer import train
-    from confide.experiments.config import AlgoConfig, EnvConfig, RunConfig, TrainConfig
-
-    cfg = RunConfig(
-        env=EnvConfig(agents=n), algo=AlgoConfig(name="as"), train=TrainConfig(updates=updates, batch=batch)
-    )
-    start = time.perf_counter()
-    result = train(cfg)
-    return result.summary["env_steps"] * n / (time.perf_counter() - start)
-
-
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--sizes", default="2,4,8,16,20,30,50", help="N values of the update table")
-    p.add_argument("--training", action="store_true", help="also AS training throughput on C. Predation")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     wall = time.perf_counter()
@@ -271,12 +259,6 @@ def main(argv: list[str] | None = None) -> None:
         f"\nshared-trunk variant (different model), N={n} update: {trunk * 1e3:.1f} ms"
         f" vs {separate * 1e3:.1f} ms separate heads ({ratios(t['separate'], t['shared_trunk'])} faster)"
     )
-    if args.training:
-        for n, updates in ((8, 20), (30, 3)):
-            rate = training_throughput(n, updates, 16)
-            print(
-                f"AS training on C. Predation N={n}, batch 16: {rate:,.0f} agent-steps/s ({rate / n:,.0f} env-steps/s)"
-            )
     print(f"\nbenchmark wall time {time.perf_counter() - wall:.0f} s")
 
 

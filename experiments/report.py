@@ -33,9 +33,8 @@ def load_runs(root: Path) -> dict[str, list[dict[str, Any]]]:
         if not summary.get("complete"):
             continue
         metrics = read_jsonl(summary_path.parent / "metrics.jsonl")
-        runs[summary["algo"]].append(
-            {"summary": summary, "metrics": metrics, "dir": summary_path.parent.name}
-        )
+        label = summary["algo"] + (" [shared trunk]" if summary.get("network") == "shared_trunk" else "")
+        runs[label].append({"summary": summary, "metrics": metrics, "dir": summary_path.parent.name})
     return dict(runs)
 
 
