@@ -5,7 +5,8 @@ Agent i maximises, against its rollout policy π^i_old (no ratio clipping),
     c · E[ π^i(a_i|s)/π^i_old(a_i|s) · Â_i ] − β₁^i E[ √KL(π^i_old(·|s) ‖ π^i(·|s)) ] − β₂^i E[ KL(…) ]
 
 with c = 1/N (Eq. 20) or 1 (the public code), per-sample exact categorical KL and the mean of √KL over
-samples (not √ of the mean). After the update, D_KL^avg is measured and (Eq. 21, δ = 1.5, ω = 2)
+samples (not √ of the mean). After the update, D_KL^avg is measured and (Eq. 21; δ = 1.5, ω = 2 by
+default, ``algo.delta``/``algo.omega`` in a run config, DPO Fig. 9)
 β ← β·ω if D > d_target·δ, β ← β/ω if D < d_target/δ, clamped to [1e-3, 1e3] (decision 6).
 
 Variants (``DpoConfig.statistics``):

@@ -8,8 +8,10 @@ checks) with the figure's plots, and the figure's row of the results page (``doc
 ``experiments.results_page``) is updated. DPO Fig. 11 runs the exact iteration of ``core.dpo_exact``
 with the scaled-down M̂ of decision 7 instead of a sweep.
 
-``--updates``/``--batch``/``--seeds`` shrink a scale further (a "custom" run: a pipeline check whose
-result is written but never put on the results page). Rerunning into the same ``--out`` resumes.
+``--updates``/``--batch``/``--seeds`` shrink a scale further. Shrinking ``quick`` gives a "custom" run, a
+pipeline check whose result is written but never put on the results page; shrinking ``paper`` gives a
+"reduced" reproduction (the largest that fits a machine), shown on the page as reduced until a full
+``paper`` run replaces it. Rerunning into the same ``--out`` resumes.
 """
 
 from __future__ import annotations
@@ -40,7 +42,15 @@ from confide.experiments.figure_spec import (
     load_figures,
 )
 from confide.experiments.io import atomic_write_bytes, atomic_write_json
-from confide.experiments.sweep import Sweep, check_ray_available, check_run_dirs, expand, points, run_sweep
+from confide.experiments.sweep import (
+    Sweep,
+    SweepResult,
+    check_ray_available,
+    check_run_dirs,
+    expand,
+    points,
+    run_sweeps,
+)
 
 NORMALISATION = {
     "as": "AS plots 'normalized final total returns' but never defines the normalisation: confide shows "
@@ -51,8 +61,15 @@ NORMALISATION = {
 }
 
 
-def default_out(fig_id: str, scale: str) -> Path:
-    return Path("runs") / "reproduce" / f"{fig_id}_{scale}"
+def default_out(fig_id: str, label: str) -> Path:
+    return Path("runs") / "reproduce" / f"{fig_id}_{label}"
+
+
+def out_label(scale: str, overrides: dict[str, Any]) -> str:
+    """``quick``/``paper``, or ``custom`` (a shrunk quick) / ``paper_reduced`` (a shrunk paper)."""
+    if not overrides:
+        return scale
+    return "paper_reduced" if scale == "paper" else "custom"
 
 
 def sweep_shape(sweep: Sweep) -> dict[str, Any]:
@@ -99,6 +116,7 @@ def _record(
         "figure": figure.figure,
         "scale": scale,
         "custom": bool(overrides),
+        "reduced": bool(overrides) and scale == "paper",
         "command": rerun_command(figure, scale, overrides),
         "date": time.strftime("%Y-%m-%d"),
         "out": str(out),
@@ -108,16 +126,21 @@ def _record(
 
 def _head(figure: Figure, record: dict[str, Any]) -> list[str]:
     scale, custom = record["scale"], record["custom"]
-    budget = "shrunk further by the command line" if custom else figure.scales[scale].budget
+    budget = figure.scales[scale].budget
+    if custom:
+        budget = f"shrunk by the command line from the scale's budget ({budget})"
     lines = [
         f"# {figure.title}",
         "",
         f"- **Paper:** {PAPER_NAMES[figure.paper]} (`{PAPER_FILES[figure.paper]}.txt`), {figure.figure}.",
         f"- **The paper's claim:** {figure.claim}",
-        f"- **Scale:** `{scale}`{' (custom)' if custom else ''}, {describe_shape(record['shape'])}: {budget}.",
+        f"- **Scale:** `{scale}`{' (reduced)' if record.get('reduced') else ' (custom)' if custom else ''}, "
+        f"{describe_shape(record['shape'])}: {budget}.",
         f"- **Rerun:** `{record['command']}`",
     ]
-    if scale == "quick" or custom:
+    if record.get("reduced"):
+        lines.append("- **A reduced reproduction:** below the paper scale's budget (the largest that fit).")
+    elif scale == "quick" or custom:
         lines.append("- **A pipeline check, not a reproduction:** far below the paper's budget.")
     if figure.notes:
         lines.append(f"- **confide's choices:** {figure.notes}")
@@ -173,10 +196,12 @@ def measure_sweep(
             "",
             f"Failed runs ({len(failed)}): " + "; ".join(f"`{k}`: {v}" for k, v in sorted(failed.items())),
         ]
+    pooled = record.get("pooled_figures", 1)
+    call = f"this call, {pooled} figures in one pool" if pooled > 1 else "this call"
     lines += [
         "",
         f"{record['runs_complete']} of {record['shape']['runs']} runs complete, {record['run_seconds']:.0f} s of "
-        f"training summed over runs (this call: {record['wall_seconds']:.0f} s). The sweep's own table: "
+        f"training summed over runs ({call}: {record['wall_seconds']:.0f} s). The sweep's own table: "
         "[report.md](report.md).",
         "",
         "## Plots",
@@ -287,35 +312,60 @@ class Reproduction:
     ray_address: str | None = None
     page: Path | None = None
     progress: bool = True
+    train: bool = True  # False: measure the runs complete so far, train nothing
 
     @property
     def custom(self) -> bool:
         return bool(self.overrides)
 
+    @property
+    def on_page(self) -> bool:
+        """Whether the result goes on the results page: every run but a shrunk ``quick``."""
+        return self.page is not None and (not self.custom or self.scale == "paper")
+
+    def sweep(self) -> Sweep | None:
+        """The sweep to run (None for the exact iteration)."""
+        return None if self.figure.metric == "exact" else self.figure.sweep(self.scale, self.overrides)
+
     def run(self) -> tuple[dict[str, Any], dict[str, str]]:
         """Run the figure, write ``result.md`` and (unless custom) update the results page.
 
         Returns the record (``result.json``) and the failed runs (run id -> one-line error)."""
+        started = time.perf_counter()
+        sweep = self.sweep()
+        result = None
+        if sweep is not None:
+            (result,) = run_sweeps(
+                [(sweep, self.out)],
+                workers=self.workers,
+                ray_address=self.ray_address,
+                progress=self.progress,
+                train=self.train,
+            )
+        return self.finish(result, started)
+
+    def finish(
+        self, result: SweepResult | None, started: float, pooled: int = 1
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """Measure the finished sweep ``result`` (or run the exact iteration when it is None), write
+        ``result.md`` and update the page. ``pooled``: figures whose runs shared the call's pool."""
         from confide.experiments.results_page import record_result
 
-        started = time.perf_counter()
         failed: dict[str, str] = {}
-        if self.figure.metric == "exact":
+        if result is None:
             record = _record(self.figure, self.scale, {}, self.out, scale_shape(self.figure, self.scale))
             record["wall_seconds"] = 0.0
             record = run_exact(self.figure, record, self.out)
         else:
             sweep = self.figure.sweep(self.scale, self.overrides)
-            result = run_sweep(
-                sweep, self.out, workers=self.workers, ray_address=self.ray_address, progress=self.progress
-            )
             failed = result.failed
             record = _record(self.figure, self.scale, self.overrides, result.out, sweep_shape(sweep))
             record["wall_seconds"] = time.perf_counter() - started
+            record["pooled_figures"] = pooled
             record = measure_sweep(self.figure, record, sweep, result.out, failed)
         record["wall_seconds"] = time.perf_counter() - started
         atomic_write_json(self.out / "result.json", record)
-        if self.page is not None and not self.custom:
+        if self.on_page:
             record_result(self.page, record)
         return record, failed
 
@@ -343,7 +393,7 @@ def prepare(
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
     if workers is not None and not 1 <= workers <= 256:
         raise ConfigError(f"--workers must be in 1..256, got {workers}")
-    out = Path(out) if out is not None else default_out(fig_id, "custom" if overrides else scale)
+    out = Path(out) if out is not None else default_out(fig_id, out_label(scale, overrides))
     if figure.metric == "exact":
         if overrides or ray_address is not None:
             raise ConfigError(

@@ -9,8 +9,9 @@ reproductions finishing at the same time neither lose each other's rows nor leav
 ``confide reproduce --summary`` (:func:`regenerate`) rewrites the page from the figure files, keeping
 the records (run it after editing a figure file).
 
-The "confide's measurement" column shows the ``paper`` scale only; a ``quick`` run is a pipeline
-check and has its own column. A figure that cannot run yet says why.
+The "confide's measurement" column shows the ``paper`` scale only, or, until one exists, a ``paper``
+run shrunk to fit (``--updates``/``--batch``/``--seeds``), marked as reduced; a ``quick`` run is a
+pipeline check and has its own column. A figure that cannot run yet says why.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from confide.experiments.io import atomic_write_bytes
 from confide.experiments.reproduce import describe_shape
 from confide.experiments.stats import mean_ci
 
-DEFAULT_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+CHECKOUT_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+# From a checkout the repository's page; from an installed package, docs/results.md under the working
+# directory (never a file inside site-packages).
+DEFAULT_PAGE = CHECKOUT_PAGE if CHECKOUT_PAGE.exists() else Path("docs") / "results.md"
 DATA = re.compile(r"<!-- confide-results\n(.*?)\n-->", re.S)
 TITLES = {
     "as": "Learning to Cooperate under Private Rewards (Anticipation Sharing)",
@@ -44,13 +48,17 @@ scales: `--scale quick` (minutes; checks the pipeline, says nothing about the pa
 (the paper's seeds and budget as far as the paper states them; each figure file says where it does not).
 `confide reproduce --list` lists the ids and what each scale runs; the figure files are
 `experiments/figures/<id>.toml`. A reproduction writes `result.md` beside its runs (the claim, confide's
-table, the checks and the plots) and fills its row below.
+table, the checks and the plots) and fills its row below. `confide reproduce --all --scale quick` runs
+every figure in one call, all their runs in one pool, and writes `runs/reproduce/index.md`; several ids
+(`confide reproduce ss_fig3 as_fig6 --scale paper`) share a pool the same way. A `paper` run shrunk to
+fit (`--updates`, `--batch`, `--seeds`) is shown as **reduced scale** until a full one replaces it.
 
 How to read a measurement. Each run is scored over its last 10% of updates; a grid point's number is the
 mean over seeds with a 95% Student-t interval. A claim is turned into checks on those per-seed scores:
 `a > b` holds when Welch's one-sided t-test gives p < 0.05; `a >= b` ("matches or exceeds") holds unless
 b is significantly higher — with five seeds that test is weak, so read the intervals too; `a >= 0.9`
-compares with the interval. Units compare like with like: SS's "averaged return" is the collective
+compares with the interval. A measured row starts with its verdict: reproduced (every check holds),
+partly (some do) or not reproduced (none). Units compare like with like: SS's "averaged return" is the collective
 return / (N·T); DPO plots the team return (collective / N); **AS never defines the normalisation of its
 "normalized final total returns"**, so AS rows give the raw collective return and confide's own
 normalised return (R − R_floor)/(R_opt − R_floor), which is not the paper's number. AS figures use the
@@ -118,8 +126,21 @@ def setting(figure: Figure) -> str:
     return ", ".join(parts) + (f"; {grid}" if grid else "")
 
 
+HOLDS = ("holds", "as the paper reports")
+
+
+def verdict(record: dict[str, Any]) -> str:
+    """reproduced (every check holds), partly (some do), not reproduced (none), or no check."""
+    checks = record["checks"]
+    if not checks:
+        return "no check: read the numbers"
+    held = sum(c["verdict"].startswith(HOLDS) for c in checks)
+    word = "reproduced" if held == len(checks) else "partly" if held else "not reproduced"
+    return f"{word} ({held} of {len(checks)} checks hold)"
+
+
 def measurement(record: dict[str, Any]) -> str:
-    """One cell: the shape of the run, each grid point's score and each check's verdict."""
+    """One cell: the verdict, the shape of the run, each grid point's score and each check's verdict."""
     shape = describe_shape(record["shape"])
     if "games" in record:
         scores = ", ".join(f"{g['game'][-1]}: {g['J0']:.2f} → {g['JT']:.2f}" for g in record["games"])
@@ -135,7 +156,20 @@ def measurement(record: dict[str, Any]) -> str:
         body = f"{record['main_unit']}: " + "; ".join(parts)
     checks = "; ".join(f"`{c['expect']}` {c['verdict']}" for c in record["checks"])
     failed = f" {len(record['failed'])} run(s) failed." if record.get("failed") else ""
-    return _cell(f"{record['date']}, {shape}. {body}." + (f" Checks: {checks}." if checks else "") + failed)
+    done, planned = record.get("runs_complete", 0), record["shape"]["runs"]
+    partial = f" Only {done} of {planned} runs complete." if done < planned else ""
+    head = f"**{verdict(record)}.** {record['date']}, {shape}.{partial} {body}."
+    return _cell(head + (f" Checks: {checks}." if checks else "") + failed)
+
+
+def paper_measurement(records: dict[str, Any]) -> str:
+    """The ``paper`` record's cell, else the reduced one's (marked), else "not run yet"."""
+    if "paper" in records:
+        return measurement(records["paper"])
+    if "paper_reduced" in records:
+        reduced = records["paper_reduced"]
+        return _cell(f"**Reduced scale** (`{reduced['command']}`):") + " " + measurement(reduced)
+    return "not run yet"
 
 
 def quick_check(record: dict[str, Any]) -> str:
@@ -161,7 +195,7 @@ def render(figures: list[Figure], records: dict[str, dict[str, Any]]) -> str:
             if f.blocked:
                 paper_cell, quick_cell = _cell(f"**cannot run yet:** {f.blocked}"), "—"
             else:
-                paper_cell = measurement(rec["paper"]) if "paper" in rec else "not run yet"
+                paper_cell = paper_measurement(rec)
                 quick_cell = quick_check(rec["quick"]) if "quick" in rec else "not run yet"
             command = f"`confide reproduce {f.id} --scale paper`"
             cells = [f"`{f.id}`", f.figure, setting(f), f.claim, command, paper_cell, quick_cell]
@@ -184,6 +218,7 @@ def record_result(page: Path, record: dict[str, Any]) -> Path:
     """Store ``record`` (a ``result.json``) as its figure's ``scale`` entry and rewrite ``page``."""
     with _locked(page.parent):
         records = read_records(page)
-        records.setdefault(record["id"], {})[record["scale"]] = record
+        key = "paper_reduced" if record.get("reduced") else record["scale"]
+        records.setdefault(record["id"], {})[key] = record
         atomic_write_bytes(page, render(load_figures(), records).encode())
     return page

@@ -58,7 +58,7 @@ SWEEP_KEYS = ("title", "base", "grid", "seeds")
 MANIFEST = "sweep.json"
 Status = Literal["complete", "pending", "failed"]
 Job = tuple[str, dict[str, Any], str]  # run id, config mapping, run directory
-JobResult = tuple[str, str | None, str]  # run id, error (None: complete), one-line note
+JobResult = tuple[str, str | None, str]  # run directory, error (None: complete), one-line note
 
 
 @dataclass(frozen=True)
@@ -219,6 +219,10 @@ def check_run_dirs(runs: list[tuple[str, dict[str, Any]]], out: Path) -> None:
                 f"{run_dir}: unreadable config.json ({err}); remove the run directory"
             ) from None
         current = json.loads(json.dumps(config_from_dict(data).to_dict()))  # as config.json has it
+        try:  # a field added to the config since the run was made takes its default on both sides
+            saved = json.loads(json.dumps(config_from_dict(saved).to_dict()))
+        except ConfigError:
+            pass  # a field removed or renamed since: compared as saved, so it differs
         differs = config_differences(saved, current)
         _check(
             not differs,
@@ -235,14 +239,15 @@ def check_ray_available() -> None:
 
 
 def run_job(job: Job) -> JobResult:
-    """Train (or resume) one run; a failure is returned as one line, so the other runs go on."""
-    run_id, data, out = job
+    """Train (or resume) one run; a failure is returned as one line, so the other runs go on. The
+    result names the run by its directory (unique across the sweeps of one :func:`run_sweeps` call)."""
+    _, data, out = job
     try:
         _, note = _run_one((data, out))
-        return run_id, None, note
+        return out, None, note
     except Exception as err:  # divergence, a bad checkpoint, a full disk: recorded per run
         first = (str(err).strip().splitlines() or [""])[0][:300]
-        return run_id, f"{type(err).__name__}: {first}", ""
+        return out, f"{type(err).__name__}: {first}", ""
 
 
 def _run_local(jobs: list[Job], workers: int) -> Iterator[JobResult]:
@@ -278,13 +283,13 @@ def _run_ray(jobs: list[Job], address: str, max_in_flight: int | None) -> Iterat
             while waiting and (max_in_flight is None or len(running) < max_in_flight):
                 job = waiting.pop(0)
                 threads = config_from_dict(job[1]).train.threads
-                running[task.options(num_cpus=threads).remote(job)] = job[0]
+                running[task.options(num_cpus=threads).remote(job)] = job[2]
             (ready,), _ = ray.wait(list(running), num_returns=1)
-            run_id = running.pop(ready)
+            run_dir = running.pop(ready)
             try:
                 yield ray.get(ready)
             except ray.exceptions.RayError as err:  # the worker died (killed, out of memory)
-                yield run_id, f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}", ""
+                yield run_dir, f"{type(err).__name__}: {(str(err).strip().splitlines() or [''])[0][:300]}", ""
     finally:
         for ref in running:  # interrupted: the runs stop; their checkpoints let the next call resume
             ray.cancel(ref)
@@ -315,41 +320,94 @@ def run_sweep(
     ``workers``: local processes (default: cores, at most the number of runs), or with
     ``ray_address`` the most Ray tasks in flight at once (default: as many as the cluster takes).
     """
+    return run_sweeps([(sweep, Path(out))], workers=workers, ray_address=ray_address, progress=progress)[0]
+
+
+@dataclass
+class _Pending:
+    """One sweep's bookkeeping while its runs are in the shared pool."""
+
+    sweep: Sweep
+    out: Path
+    runs: list[tuple[str, dict[str, Any]]]
+    status: dict[str, Status]
+    skipped: list[str]  # complete before this call
+    notes: dict[str, str] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def write_manifest(self) -> None:
+        atomic_write_json(self.out / MANIFEST, _manifest(self.sweep, self.runs, self.status, self.notes))
+
+
+def _cost(data: dict[str, Any]) -> int:
+    """A rough size of one run (updates × episodes × agents), to start the longest runs first."""
+    config = config_from_dict(data)
+    return config.train.updates * config.train.batch * config.env.agents
+
+
+def run_sweeps(
+    items: list[tuple[Sweep, Path]],
+    *,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    progress: bool = True,
+    train: bool = True,
+) -> list[SweepResult]:
+    """:func:`run_sweep` for several sweeps at once: their runs share one pool (longest first, so no
+    core idles while a last long run finishes), and each sweep keeps its own directory, ``sweep.json``
+    and report. Everything is checked before anything runs; the directories must differ.
+    ``train=False`` runs nothing: only the reports of what is complete so far are written."""
     from confide.experiments.sweep_report import write_sweep_report
 
-    runs = expand(sweep)
-    out = Path(out).resolve()  # Ray tasks on other nodes need the absolute path
-    check_run_dirs(runs, out)
+    outs = [Path(out).resolve() for _, out in items]  # Ray tasks on other nodes need the absolute path
+    _check(len(set(outs)) == len(outs), "two sweeps of one call share a directory")
+    pending: list[_Pending] = []
+    for (sweep, _), out in zip(items, outs, strict=True):
+        runs = expand(sweep)
+        check_run_dirs(runs, out)
+        status: dict[str, Status] = {
+            r: "complete" if run_is_complete(out / r) else "pending" for r, _ in runs
+        }
+        skipped = [r for r, s in status.items() if s == "complete"]
+        pending.append(_Pending(sweep, out, runs, status, skipped))
     if ray_address is not None:
         check_ray_available()
-    status: dict[str, Status] = {r: "complete" if run_is_complete(out / r) else "pending" for r, _ in runs}
-    notes: dict[str, str] = {}
-    skipped = [r for r, s in status.items() if s == "complete"]
-    jobs: list[Job] = [(r, data, str(out / r)) for r, data in runs if status[r] == "pending"]
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / MANIFEST, _manifest(sweep, runs, status, notes))
-    ran: list[str] = []
-    failed: dict[str, str] = {}
-    if jobs:
+    owner: dict[str, tuple[_Pending, str]] = {}
+    jobs: list[Job] = []
+    for p in pending:
+        p.out.mkdir(parents=True, exist_ok=True)
+        p.write_manifest()
+        for run_id, data in p.runs:
+            if p.status[run_id] == "pending":
+                jobs.append((run_id, data, str(p.out / run_id)))
+                owner[str(p.out / run_id)] = (p, run_id)
+    jobs.sort(key=lambda job: -_cost(job[1]))  # stable: equal sizes keep the file order
+    if jobs and train:
         if ray_address is not None:
             results = _run_ray(jobs, ray_address, workers)
         else:
             results = _run_local(jobs, max(1, workers or min(len(jobs), os.cpu_count() or 1)))
         with _progress(len(jobs), progress) as show:
             try:
-                for run_id, error, note in results:
+                for run_dir, error, note in results:
+                    p, run_id = owner[run_dir]
                     if error is None:
-                        status[run_id], notes[run_id] = "complete", note
-                        ran.append(run_id)
+                        p.status[run_id], p.notes[run_id] = "complete", note
+                        p.ran.append(run_id)
                     else:
-                        status[run_id], notes[run_id] = "failed", error
-                        failed[run_id] = error
-                    show(f"{run_id}: {note or 'FAILED ' + str(error)}")
-                    atomic_write_json(out / MANIFEST, _manifest(sweep, runs, status, notes))
+                        p.status[run_id], p.notes[run_id] = "failed", error
+                        p.failed[run_id] = error
+                    name = run_id if len(pending) == 1 else f"{p.out.name}/{run_id}"
+                    show(f"{name}: {note or 'FAILED ' + str(error)}")
+                    p.write_manifest()
             finally:
                 results.close()  # stops the pool / cancels the Ray tasks if we were interrupted
-    report, plots = write_sweep_report(out, sweep)
-    return SweepResult(out, report, plots, skipped, ran, failed)
+    out_results = []
+    for p in pending:
+        report, plots = write_sweep_report(p.out, p.sweep)
+        out_results.append(SweepResult(p.out, report, plots, p.skipped, p.ran, p.failed))
+    return out_results
 
 
 @contextmanager

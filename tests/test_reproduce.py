@@ -5,12 +5,16 @@ record under concurrent updates; bad input gets one line and exit status 2."""
 
 import json
 import threading
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+import confide.core.trainer as trainer
 from confide.cli import main
+from confide.core.dpo import adapt_beta
 from confide.experiments.config import ConfigError, config_from_dict
 from confide.experiments.figure_measure import check_expectation, run_measures
 from confide.experiments.figure_spec import (
@@ -23,8 +27,9 @@ from confide.experiments.figure_spec import (
     parse_expectation,
     point_label,
 )
+from confide.experiments.hyperparameters import dpo_config
 from confide.experiments.reproduce import prepare
-from confide.experiments.results_page import read_records, record_result, regenerate
+from confide.experiments.results_page import read_records, record_result, regenerate, render, verdict
 from confide.experiments.sweep import expand
 
 FIGURES = load_figures()
@@ -64,14 +69,34 @@ def test_quick_is_smaller_than_paper():
         assert size[0] * 100 < size[1], f.id
 
 
-def test_blocked_figures_say_why_and_do_not_expand():
-    blocked = [f for f in FIGURES if f.blocked]
-    assert [f.id for f in blocked] == ["dpo_fig9"]
-    for f in blocked:  # when the config grows the keys, this fails: unblock the figure
-        with pytest.raises(ConfigError):
-            expand(f.sweep("quick"))
-        with pytest.raises(ConfigError, match="cannot run yet"):
-            prepare(f.id)
+def test_no_figure_is_blocked_and_a_blocked_one_says_why():
+    assert [f.id for f in FIGURES if f.blocked] == []  # every figure of the issue runs
+    fig = figure_from_dict("x", _minimal(blocked="needs a key the config lacks"), Path("x.toml"))
+    assert not fig.runnable
+    row = next(line for line in render([fig], {}).splitlines() if line.startswith("| `x`"))
+    assert "cannot run yet:** needs a key the config lacks" in row
+
+
+def test_dpo_fig9_sets_delta_and_omega_and_the_stochastic_game_uses_d_target_0_1():
+    configs = [config_from_dict(d) for _, d in expand(load_figure("dpo_fig9").sweep("quick"))]
+    pairs = {(dpo_config(c).delta, dpo_config(c).omega) for c in configs}
+    assert pairs == {(d, w) for d in (1.1, 1.5, 3.0) for w in (2.0, 4.0, 6.0)}
+    game = {"env": {"name": "stochastic_game", "reward": "team"}}
+    assert dpo_config(config_from_dict({**game, "algo": {"name": "dpo"}})).d_target == 0.1  # DPO App. B
+    assert dpo_config(config_from_dict({**game, "algo": {"name": "ippo_kl"}})).d_target == 0.1
+    mpe = dpo_config(config_from_dict({"env": {"name": "mpe_spread"}, "algo": {"name": "dpo"}}))
+    assert (mpe.d_target, mpe.delta, mpe.omega) == (0.01, 1.5, 2.0)  # Eq. 21's defaults
+    for bad in ({"delta": 1.0}, {"omega": 0.5}, {"delta": "x"}):
+        with pytest.raises(ConfigError, match="algo."):
+            config_from_dict({"algo": {"name": "dpo", **bad}})
+
+
+def test_delta_and_omega_change_eq_21():
+    beta, target = torch.tensor([1.0, 1.0, 1.0]), 0.1
+    measured = torch.tensor([0.2, 0.12, 0.05])  # above 0.1·1.5; inside [0.1/1.5, 0.1·1.5]; below 0.1/1.5
+    assert adapt_beta(beta, measured, target, 1.5, 2.0).tolist() == [2.0, 1.0, 0.5]
+    assert adapt_beta(beta, measured, target, 1.1, 6.0).tolist() == pytest.approx([6.0, 6.0, 1 / 6])
+    assert adapt_beta(beta, measured, target, 3.0, 4.0).tolist() == [1.0, 1.0, 1.0]
 
 
 def test_exact_figure_has_parameters_at_both_scales():
@@ -140,6 +165,16 @@ def test_checks_give_the_verdicts_derived_by_hand():
     assert check_expectation(parse_expectation("a > b", "t"), one)[1].startswith("too few seeds")
 
 
+def test_a_figures_verdict_counts_its_checks():
+    def rec(*verdicts):
+        return {"checks": [{"verdict": v} for v in verdicts]}
+
+    assert verdict(rec("holds (p = 0.01)", "as the paper reports")) == "reproduced (2 of 2 checks hold)"
+    assert verdict(rec("holds: not significantly below", "not shown: right direction")).startswith("partly")
+    assert verdict(rec("does not hold (p = 0.2)", "mean reaches it, the interval does not")).startswith("not")
+    assert verdict(rec()).startswith("no check")
+
+
 def test_ss_averaged_return_is_collective_over_n_t():
     # N = 2, T = 30 (120 env steps in the first update of 4 episodes), collective −60 → −60 / (2·30) = −1.
     summary = {
@@ -172,6 +207,18 @@ def test_a_figure_runs_end_to_end_and_writes_its_result(tmp_path):
     assert again["points"] == record["points"]  # a rerun trains nothing and measures the same
 
 
+def test_measure_only_trains_nothing_and_says_how_much_is_complete(tmp_path, monkeypatch):
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("measure-only trained a run"))
+    page = tmp_path / "results.md"
+    shrink = {"updates": 2, "batch": 2, "seeds": 2}
+    job = prepare("as_fig6", "paper", out=tmp_path / "f6", overrides=shrink, page=page, progress=False)
+    job.train = False
+    record, failed = job.run()
+    assert not failed and record["runs_complete"] == 0 and record["reduced"]
+    row = next(line for line in page.read_text().splitlines() if line.startswith("| `as_fig6`"))
+    assert "**Reduced scale**" in row and "Only 0 of 6 runs complete." in row
+
+
 def test_exact_figure_runs_and_fills_its_row(tmp_path):
     page = tmp_path / "docs" / "results.md"
     record, failed = prepare("dpo_fig11", "quick", out=tmp_path / "f11", page=page).run()
@@ -184,7 +231,7 @@ def test_exact_figure_runs_and_fills_its_row(tmp_path):
     text = page.read_text()
     row = next(line for line in text.splitlines() if line.startswith("| `dpo_fig11`"))
     assert "4/4 games complete" in row and "not run yet" in row  # quick check filled, paper column empty
-    assert "cannot run yet" in next(line for line in text.splitlines() if line.startswith("| `dpo_fig9`"))
+    assert "not run yet" in next(line for line in text.splitlines() if line.startswith("| `dpo_fig9`"))
     assert read_records(page)["dpo_fig11"]["quick"]["id"] == "dpo_fig11"
 
 
@@ -201,6 +248,21 @@ def _fake_record(fig_id: str, scale: str) -> dict:
         "points": [{"label": "as", "n": 2, "per_seed": [0.5, 0.7]}],
         "checks": [{"expect": "as >= 0.9", "measured": "x", "verdict": "does not hold --> <!--"}],
     }
+
+
+def test_a_reduced_paper_run_is_shown_as_reduced_until_a_full_one_replaces_it(tmp_path):
+    page, fig_id = tmp_path / "results.md", RUNNABLE[0].id
+    reduced = {**_fake_record(fig_id, "paper"), "custom": True, "reduced": True, "command": "c --updates 3"}
+    record_result(page, reduced)
+    row = next(line for line in page.read_text().splitlines() if line.startswith(f"| `{fig_id}`"))
+    assert "**Reduced scale** (`c --updates 3`): **not reproduced (0 of 1 checks hold).** 2025" in row
+    assert "as 0.600 [" in row
+    record_result(
+        page, {**_fake_record(fig_id, "paper"), "points": [{"label": "as", "n": 1, "per_seed": [1]}]}
+    )
+    row = next(line for line in page.read_text().splitlines() if line.startswith(f"| `{fig_id}`"))
+    assert "Reduced" not in row and "as 1.000" in row
+    assert set(read_records(page)[fig_id]) == {"paper", "paper_reduced"}  # both kept, the full one shown
 
 
 def test_results_page_keeps_every_record_under_concurrent_updates(tmp_path):
@@ -224,16 +286,19 @@ def test_list_names_every_figure_and_its_scales(capsys):
     out = capsys.readouterr().out
     for fig_id in figure_ids():
         assert f"{fig_id}  [" in out
-    assert "CANNOT RUN YET" in out and "quick: " in out and "paper: " in out
+    assert "CANNOT RUN YET" not in out and "quick: " in out and "paper: " in out
 
 
 @pytest.mark.parametrize(
     "args,needle",
     [
         (["reproduce", "as_fig99"], "unknown figure 'as_fig99'"),
-        (["reproduce", "dpo_fig9"], "cannot run yet"),
         (["reproduce"], "give one of"),
         (["reproduce", "as_fig6", "--list"], "give one of"),
+        (["reproduce", "--all", "as_fig6"], "give one of"),
+        (["reproduce", "as_fig6", "as_fig99"], "unknown figure 'as_fig99'"),
+        (["reproduce", "as_fig6", "as_fig6"], "given twice"),
+        (["reproduce", "--all", "--workers", "0"], "--workers"),
         (["reproduce", "as_fig6", "--scale", "huge"], "invalid choice"),
         (["reproduce", "as_fig6", "--workers", "0"], "--workers"),
         (["reproduce", "as_fig6", "--updates", "0"], "updates"),
@@ -250,3 +315,29 @@ def test_bad_input_gives_one_line_and_status_2(args, needle, capsys):
 
 def test_figure_files_live_in_the_package():
     assert FIGURES_DIR.is_dir() and len(figure_ids()) == len(FIGURES) >= 30
+
+
+def test_several_figures_share_one_pool_and_write_an_index(tmp_path, monkeypatch, capsys):
+    root, page = tmp_path / "all", tmp_path / "results.md"
+    args = ["reproduce", "as_fig6", "as_fig7", "--out", str(root), "--page", str(page), "--workers", "1"]
+    shrink = ["--updates", "2", "--batch", "2", "--seeds", "2", "--no-progress"]
+    assert main(args + shrink) == 0
+    out = capsys.readouterr().out
+    assert "as_fig6: 6/6 complete." in out and "as_fig7: 2/2 complete." in out
+    assert (root / "as_fig6_custom" / "result.md").exists() and (
+        root / "as_fig7_custom" / "heads.png"
+    ).exists()
+    index = (root / "index.md").read_text()
+    assert "[as_fig6](as_fig6_custom/result.md)" in index and "Wall time of the call" in index
+    assert json.loads((root / "as_fig7_custom" / "result.json").read_text())["pooled_figures"] == 2
+    assert not page.exists()  # a shrunk quick stays off the results page
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("a complete run was trained again"))
+    assert main(args + shrink) == 0  # the rerun measures again and trains nothing
+
+
+def test_figure_and_sweep_files_are_package_data():
+    pyproject = tomllib.loads((FIGURES_DIR.parents[1] / "pyproject.toml").read_text())
+    globs = pyproject["tool"]["setuptools"]["package-data"]["confide.experiments"]
+    shipped = {p for g in globs for p in FIGURES_DIR.parent.glob(g)}
+    wanted = set(FIGURES_DIR.glob("*.toml")) | set((FIGURES_DIR.parent / "sweeps").glob("*.toml"))
+    assert wanted and wanted <= shipped

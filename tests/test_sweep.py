@@ -4,9 +4,12 @@ and a plot; a rerun trains nothing; an interrupted sweep resumes its runs where 
 Ray (slow) gives the same runs as the local pool."""
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ import pytest
 import confide.core.trainer as trainer
 import confide.experiments.sweep as sweep_mod
 from confide.cli import main
+from confide.experiments.checkpoint import checkpoint_path, run_is_complete
 from confide.experiments.config import ConfigError, config_from_dict
 from confide.experiments.io import read_jsonl
 from confide.experiments.sweep import expand, load_sweep, run_sweep, sweep_from_dict
@@ -196,6 +200,61 @@ def test_an_interrupted_sweep_resumes_from_the_checkpoints(tmp_path, monkeypatch
     assert read_jsonl(tmp_path / "algo.name=ss/s0" / "metrics.jsonl") == json.loads(
         json.dumps(reference.metrics)
     )
+
+
+KILL = {
+    "title": "kill -9",
+    "base": {
+        "env": {"name": "predation", "agents": 3},
+        "train": {"updates": 4, "batch": 2, "checkpoint_every": 1},
+    },
+    "grid": {"algo.name": ["as", "ss"]},
+    "seeds": 2,
+}
+
+
+def _without_wall_time(report: str) -> list[str]:
+    """The report's lines, the table's last column (wall seconds) cut off."""
+    return [line.rsplit(" | ", 1)[0] if line.startswith("| ") else line for line in report.splitlines()]
+
+
+def test_kill_9_mid_sweep_then_rerun_completes_only_the_missing_runs_and_the_aggregate_is_unchanged(tmp_path):
+    """A real SIGKILL of the ``confide sweep`` process group while a run is between two checkpoints."""
+    path, out = _write(tmp_path / "kill.json", KILL), tmp_path / "killed"
+    runs = [run_id for run_id, _ in expand(KILL)]
+    command = [sys.executable, "-m", "confide", "sweep", str(path), "--out", str(out), "--workers", "1"]
+    proc = subprocess.Popen(
+        [*command, "--no-progress"], start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    deadline, complete = time.monotonic() + 300, []
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            complete = [r for r in runs if run_is_complete(out / r)]
+            mid_run = [r for r in runs if r not in complete and checkpoint_path(out / r).exists()]
+            if complete and mid_run:
+                break
+            time.sleep(0.005)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-2000:]
+    before = {r for r in runs if run_is_complete(out / r)}
+    assert before and before != set(runs)  # killed mid-way: some runs complete, some not
+    interrupted = [r for r in runs if r not in before and checkpoint_path(out / r).exists()]
+    assert interrupted  # one run holds a checkpoint from before its end
+    assert len(read_jsonl(out / interrupted[0] / "metrics.jsonl")) < KILL["base"]["train"]["updates"]
+
+    resumed = run_sweep(load_sweep(path), out, workers=1, progress=False)
+    assert set(resumed.skipped) == before and set(resumed.ran) == set(runs) - before and not resumed.failed
+    whole = run_sweep(load_sweep(path), tmp_path / "whole", workers=1, progress=False)
+    assert set(whole.ran) == set(runs)
+    for run_id in runs:  # every run bit for bit, then the aggregate
+        a, b = (d / run_id for d in (out, tmp_path / "whole"))
+        assert read_jsonl(a / "metrics.jsonl") == read_jsonl(b / "metrics.jsonl"), run_id
+        sa, sb = (json.loads((d / "summary.json").read_text()) for d in (a, b))
+        assert {**sa, "wall_seconds": 0} == {**sb, "wall_seconds": 0}, run_id
+    reports = [_without_wall_time((d / "report.md").read_text()) for d in (out, tmp_path / "whole")]
+    assert reports[0] == reports[1] and any("2/2" in line for line in reports[0])
 
 
 def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch, capsys):
