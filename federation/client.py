@@ -35,6 +35,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from flwr.app import ConfigRecord, Context, Message
 from flwr.clientapp import ClientApp
@@ -50,6 +51,18 @@ from confide.core.rollout import Rollout, collect_rollout, sample_categorical
 from confide.core.trainer import make_run_env, make_schedule, neighbourhood_for, seeds
 from confide.experiments.config import RunConfig, config_from_dict
 from confide.federation.records import Envelope, Phase, decode, encode, hello_reply
+from confide.federation.secure_aggregation import (
+    CENTRAL_DP_RUN_CONFIG_KEY,
+    SECAGG_RUN_CONFIG_KEY,
+    SECURE_KINDS,
+    SecAggSettings,
+    clipped_values,
+    fit_reply,
+    inbox_from_mean,
+    is_secagg_message,
+    own_vector,
+    secagg_mod,
+)
 
 RUN_CONFIG_KEY = "confide-config"  # Context.run_config: the run's config as JSON
 NODE_CONFIG_KEY = "agent-id"  # Context.node_config: which agent (or N: the central unit) this node is
@@ -130,6 +143,8 @@ class NodeChannel:
                 raise ValueError(f"message sent in round {message.round} during round {round}")
             if message.sender == w.node:
                 own.append((position, message))
+        if w.averaged and own and all(m.kind in SECURE_KINDS for _, m in own):
+            return w.secure_exchange(round, [m for _, m in own])
         reply = w.handoff(Envelope(Phase.MESSAGES, w.update, round=round, messages=own), Phase.INBOX)
         if reply.round != round:
             raise ProtocolError(f"inbox of round {reply.round} during round {round}")
@@ -160,7 +175,9 @@ class NodeWorker:
     """One node's training process, on its own thread: replicas, generators, and the hand-off with the
     ClientApp (``resume`` from the handler's side, ``handoff`` from the worker's)."""
 
-    def __init__(self, config: RunConfig, node: int) -> None:
+    def __init__(
+        self, config: RunConfig, node: int, secagg: SecAggSettings | None = None, central_dp: bool = False
+    ) -> None:
         n = config.env.agents
         if not 0 <= node <= n:
             raise ValueError(f"node {node} is not an agent 0..{n - 1} or the central unit {n}")
@@ -173,6 +190,9 @@ class NodeWorker:
         )
         self.schedule = make_schedule(config, topo_rng)
         self.rows = controlled_rows(config.algo.name, node, n)
+        self.secagg, self.central_dp = secagg, central_dp
+        self.averaged = secagg is not None or central_dp  # PS/VPS consensus by the relay's averaging
+        self.secure_vector: np.ndarray | None = None  # the vector SecAgg+ masks, while a round is open
         self.update = 0
         self.step = 0
         self._in: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
@@ -195,7 +215,37 @@ class NodeWorker:
         if self._thread.is_alive():
             self._in.put(Envelope(Phase.STOP))
 
+    def vector_to_mask(self) -> np.ndarray:
+        """The handler's side of a SecAgg+ round: the vector ``secaggplus_mod`` masks (never sent raw)."""
+        if self.secure_vector is None:
+            raise ProtocolError(f"node {self.node}: a SecAgg+ request outside a secure round")
+        return self.secure_vector
+
     # -- the worker's side --
+    def secure_exchange(self, round: int, own: Sequence[ConfideMessage]) -> Inbox:
+        """A consensus round by the relay's averaging: under SecAgg+ announce readiness and let the mod
+        mask the vector; under central DP send the vector itself. Either way, take the mean back."""
+        vector = own_vector(own, self.node, self.n_agents)
+        if self.secagg is not None and (clipped := clipped_values(vector, self.secagg)):
+            self.comms.rejected["secagg:clipped_values"] += clipped
+        self.secure_vector = vector if self.secagg is not None else None
+        try:
+            announce = Envelope(
+                Phase.AGGREGATE,
+                self.update,
+                round=round,
+                aggregate_kind=own[0].kind,
+                aggregate_vector=None if self.secagg is not None else vector,
+            )
+            reply = self.handoff(announce, Phase.INBOX)
+        finally:
+            self.secure_vector = None
+        if reply.round != round:
+            raise ProtocolError(f"inbox of round {reply.round} during round {round}")
+        return inbox_from_mean(
+            self.node, own[0].kind, round, vector, reply.aggregate_mean, reply.participants
+        )
+
     def handoff(self, out: Envelope, expect: Phase) -> Envelope:
         self._out.put(out)
         return self._next(expect)
@@ -283,22 +333,27 @@ class AgentNode:
     """
 
     def __init__(self, mods: Sequence[Mod] = ()) -> None:
-        self.app = ClientApp(mods=list(mods))
+        self.app = ClientApp(mods=[*mods, secagg_mod])  # secagg_mod passes all but SecAgg+ stages
         self.worker: NodeWorker | None = None
         self.app.query("hello")(self._hello)
         self.app.train()(self._train)
 
     def _hello(self, message: Message, context: Context) -> Message:
         config = config_from_dict(json.loads(str(context.run_config[RUN_CONFIG_KEY])))
-        node = int(context.node_config[NODE_CONFIG_KEY])
+        node = int(context.node_config.get(NODE_CONFIG_KEY, context.node_config.get("partition-id", -1)))
+        secagg = str(context.run_config.get(SECAGG_RUN_CONFIG_KEY, ""))
+        settings = SecAggSettings(**json.loads(secagg)) if secagg else None
+        central_dp = bool(context.run_config.get(CENTRAL_DP_RUN_CONFIG_KEY, ""))
         if self.worker is None:
-            self.worker = NodeWorker(config, node)
+            self.worker = NodeWorker(config, node, settings, central_dp)
         context.state["confide"] = ConfigRecord({"node": node, "update": 0, "phase": "hello"})
         return Message(hello_reply(node), reply_to=message)
 
     def _train(self, message: Message, context: Context) -> Message:
         if self.worker is None:
             raise RuntimeError("train message before hello")
+        if is_secagg_message(message):  # the collect stage: secaggplus_mod masks what this returns
+            return Message(fit_reply(self.worker.vector_to_mask()), reply_to=message)
         out = self.worker.resume(decode(message.content))
         context.state["confide"] = ConfigRecord(
             {"node": self.worker.node, "update": out.update, "phase": out.phase.value}

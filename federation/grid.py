@@ -68,6 +68,18 @@ class Wire:
 def to_wire(message: Message) -> Wire:
     """Deflate ``message`` into Flower's object tree (message id = the root object id, as Flower's
     HTTP grid and SuperNode set it)."""
+    wire = deflate_message(message)
+    message.metadata.__dict__["_message_id"] = wire.root
+    return wire
+
+
+def wire_size(message: Message) -> WireSize:
+    """The bytes ``to_wire`` would produce, leaving the message untouched (for a real Flower grid)."""
+    return deflate_message(message).size
+
+
+def deflate_message(message: Message) -> Wire:
+    """``to_wire`` without setting the message id (a message a Flower runtime delivered keeps its own)."""
     with no_object_id_recompute():
         objects = get_all_nested_objects(message)
         contents = {oid: obj.deflate() for oid, obj in objects.items()}
@@ -78,7 +90,6 @@ def to_wire(message: Message) -> Wire:
             envelope += len(contents[message.content.object_id])
             for key, record in message.content.items():
                 records[key] = _tree_bytes(record, contents)
-    message.metadata.__dict__["_message_id"] = root
     return Wire(root, contents, WireSize(sum(len(b) for b in contents.values()), envelope, records))
 
 

@@ -12,6 +12,10 @@ Every Flower ``Message`` of a run holds a ``RecordDict`` with a control record a
     "report.late"     MetricRecord  {kind: count}, cumulative
     "report.filled"   MetricRecord  {kind: count}, cumulative (receiver policy hold/zero)
     "report.status"   ConfigRecord  {"digest": public trajectory hash, "diverged": "" or why}
+    "aggregate"       ConfigRecord  {"kind"} (node → relay, phase aggregate) or {"participants": [agent]}
+                                    (relay → node, an inbox after a SecAgg+ or central-DP round)
+    "aggregate.vector" ArrayRecord  {"params": float32 [P]}   node → relay, central DP only (never SecAgg+)
+    "aggregate.mean"  ArrayRecord   {"mean": float [P]}                  relay → node, with "aggregate"
 
 ``order`` is the message's position in its sender's outgoing list (a function of the public
 neighbourhood), so the relay hands the channel stack the messages in ``confide train``'s order.
@@ -22,16 +26,23 @@ rejects anything confide's codec could not carry (``MalformedRecords`` with a re
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
+from flwr.app import Message as FlowerMessage
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
 
 from confide.channels import Message
 from confide.channels.codec import DTYPE_CODES
+
+if TYPE_CHECKING:
+    from confide.federation.grid import WireSize
 
 CTL = "ctl"
 JOINT = "joint"
@@ -41,6 +52,9 @@ REJECTED = "report.rejected"
 LATE = "report.late"
 FILLED = "report.filled"
 STATUS = "report.status"
+AGGREGATE = "aggregate"
+AGGREGATE_VECTOR = "aggregate.vector"
+AGGREGATE_MEAN = "aggregate.mean"
 MSG_PREFIX = "msg."
 HEAD_SUFFIX = ".head"
 HELLO_TYPE = "query.hello"  # Flower message types: a query to learn each node's agent id, then "train"
@@ -49,7 +63,8 @@ TRAIN_TYPE = "train"
 
 class Phase(StrEnum):
     """What a message is for. Relay → node: start, joint_action, inbox, stop. Node → relay: action,
-    messages, report, stopped (the node's next step, whatever it was sent)."""
+    messages, report, stopped (the node's next step, whatever it was sent); aggregate: the node is
+    ready for a SecAgg+ or central-DP averaging round (``secure_aggregation``, ``central_dp``)."""
 
     START = "start"
     JOINT_ACTION = "joint_action"
@@ -59,6 +74,7 @@ class Phase(StrEnum):
     MESSAGES = "messages"
     REPORT = "report"
     STOPPED = "stopped"
+    AGGREGATE = "aggregate"
 
 
 class MalformedRecords(ValueError):
@@ -85,6 +101,10 @@ class Envelope:
     late: dict[str, int] = field(default_factory=dict)
     filled: dict[str, int] = field(default_factory=dict)
     status: dict[str, str] = field(default_factory=dict)
+    aggregate_kind: str = ""  # aggregate: the message kind of the averaging round
+    aggregate_vector: np.ndarray | None = None  # aggregate under central DP: the node's vector
+    aggregate_mean: np.ndarray | None = None  # inbox after a SecAgg+ round: the mean (None: no mean)
+    participants: list[int] = field(default_factory=list)  # the agents the mean covers
 
 
 # ---- writing ----------------------------------------------------------------------------------------
@@ -122,6 +142,15 @@ def encode(envelope: Envelope) -> RecordDict:
         content[LATE] = MetricRecord({k: int(v) for k, v in e.late.items()})
         content[FILLED] = MetricRecord({k: int(v) for k, v in e.filled.items()})
         content[STATUS] = ConfigRecord(dict(e.status))
+    if e.phase == Phase.AGGREGATE:
+        content[AGGREGATE] = ConfigRecord({"kind": e.aggregate_kind})
+        if e.aggregate_vector is not None:
+            content[AGGREGATE_VECTOR] = ArrayRecord(
+                {"params": Array(np.ascontiguousarray(e.aggregate_vector))}
+            )
+    if e.phase == Phase.INBOX and e.aggregate_mean is not None:
+        content[AGGREGATE] = ConfigRecord({"participants": [int(j) for j in e.participants]})
+        content[AGGREGATE_MEAN] = ArrayRecord({"mean": Array(np.ascontiguousarray(e.aggregate_mean))})
     return content
 
 
@@ -247,7 +276,34 @@ def decode(content: RecordDict) -> Envelope:
         if not isinstance(status, ConfigRecord) or not all(isinstance(v, str) for v in status.values()):
             raise MalformedRecords("bad_report", "status")
         e.status = dict(status)
+    if phase == Phase.AGGREGATE:
+        kind = (
+            content.get(AGGREGATE).get("kind") if isinstance(content.get(AGGREGATE), ConfigRecord) else None
+        )
+        if not isinstance(kind, str) or not kind:
+            raise MalformedRecords("bad_secure", "kind")
+        e.aggregate_kind = kind
+        if AGGREGATE_VECTOR in content:
+            vector = read_payload(content.get(AGGREGATE_VECTOR)).get("params")
+            if vector is None or vector.ndim != 1 or vector.dtype.kind != "f":
+                raise MalformedRecords("bad_secure", "vector must be a float vector")
+            e.aggregate_vector = vector
+    if phase == Phase.INBOX and AGGREGATE in content:
+        _read_aggregate_mean(content, e)
     return e
+
+
+def _read_aggregate_mean(content: RecordDict, e: Envelope) -> None:
+    head = content.get(AGGREGATE)
+    participants = head.get("participants") if isinstance(head, ConfigRecord) else None
+    if not isinstance(participants, list) or not all(
+        isinstance(j, int) and not isinstance(j, bool) for j in participants
+    ):
+        raise MalformedRecords("bad_secure", "participants")
+    mean = read_payload(content.get(AGGREGATE_MEAN)).get("mean")
+    if mean is None or mean.ndim != 1 or mean.dtype.kind != "f":
+        raise MalformedRecords("bad_secure", "mean must be a float vector")
+    e.participants, e.aggregate_mean = list(participants), mean
 
 
 def hello_reply(agent: int) -> RecordDict:
@@ -268,3 +324,37 @@ def count_reasons(reasons: Iterable[str], prefix: str = "") -> dict[str, int]:
 
 def as_messages(pairs: Sequence[tuple[int, Message]]) -> list[Message]:
     return [m for _, m in pairs]
+
+
+class FlowerBytes:
+    """Flower wire bytes per direction, per protocol phase and per confide message kind (a grid
+    observer; thread-safe: replies are serialised on the nodes' threads)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.total: Counter[str] = Counter()
+        self.messages: Counter[str] = Counter()
+        self.by_phase: Counter[str] = Counter()
+        self.by_kind: dict[str, Counter[str]] = {"up": Counter(), "down": Counter()}
+        self.kind_messages: dict[str, Counter[str]] = {"up": Counter(), "down": Counter()}
+        self.envelope: Counter[str] = Counter()
+
+    def __call__(self, direction: str, message: FlowerMessage, size: WireSize) -> None:
+        phase = "error"
+        kinds: dict[str, str] = {}
+        if message.has_content():
+            ctl = message.content.get(CTL)
+            phase = str(ctl.get("phase", "hello")) if ctl is not None else "?"
+            if ctl is None and RECORD_KEY_CONFIGS in message.content.config_records:
+                phase = "secagg"  # Flower's SecAgg+ stages (keys, shares, masked vectors)
+            kinds = message_kinds_of_records(message.content)
+        with self._lock:
+            self.total[direction] += size.total
+            self.messages[direction] += 1
+            self.by_phase[f"{direction}/{phase}"] += size.total
+            self.envelope[direction] += size.envelope
+            for key, b in size.records.items():
+                if key in kinds:
+                    self.by_kind[direction][kinds[key]] += b
+                    if not key.endswith(".head"):
+                        self.kind_messages[direction][kinds[key]] += 1

@@ -8,6 +8,10 @@ Per update it sends every live node ``start``; then, whatever the nodes answer:
   the node that sent it, the receiver a node, the round the current one, the kind one the algorithm
   declares), hands them in ``confide train``'s order to the run's channel stack (``build_run_channel``:
   the same layers, meter and tap as ``confide train``), and delivers each node its own inbox;
+* ``aggregate`` (a PS/VPS consensus round under ``--secagg`` or ``--central-dp``): it runs Flower's
+  SecAgg+ workflow over the ready nodes, never seeing a node's vector (``secure_aggregation``), or
+  Flower's server-side fixed-clipping DP wrapper on the vectors they sent (``central_dp``), and sends
+  each node the mean;
 * ``report`` (end of update): it adds the returns the agents disclose into the metrics row.
 
 The relay never sees a reward, a network or an optimiser; it sees every message it relays, in plaintext
@@ -22,7 +26,6 @@ malformed, is rejected and counted; the node stays in the run. The run finishes 
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -38,24 +41,24 @@ from confide.channels import Message as ConfideMessage
 from confide.core.comms import Comms
 from confide.core.trainer import DivergenceError, build_run_channel
 from confide.experiments.config import RunConfig
+from confide.federation.central_dp import CentralDpAverager, CentralDpSettings
 from confide.federation.client import controlled_rows
-from confide.federation.grid import Direction, WireSize
 from confide.federation.records import (
-    CTL,
     HELLO_TYPE,
     TRAIN_TYPE,
     Envelope,
+    FlowerBytes,
     MalformedRecords,
     Phase,
     decode,
     encode,
-    message_kinds_of_records,
     read_hello,
 )
+from confide.federation.secure_aggregation import SecAggSettings, secure_mean
 
 DEFAULT_TIMEOUT = 300.0  # seconds a node may take to answer (a whole update's compute between two rounds)
 FALLBACK_ACTION = 0  # the action the relay uses for a row whose node is lost or whose reply is bad
-PHASE_ORDER = (Phase.ACTION, Phase.MESSAGES, Phase.REPORT, Phase.STOPPED)
+PHASE_ORDER = (Phase.ACTION, Phase.MESSAGES, Phase.AGGREGATE, Phase.REPORT, Phase.STOPPED)
 
 
 def _rank(phase: Phase) -> int:
@@ -89,38 +92,6 @@ class Faults:
         }
 
 
-class FlowerBytes:
-    """Flower wire bytes per direction, per protocol phase and per confide message kind (a grid
-    observer; thread-safe: replies are serialised on the nodes' threads)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.total: Counter[str] = Counter()
-        self.messages: Counter[str] = Counter()
-        self.by_phase: Counter[str] = Counter()
-        self.by_kind: dict[str, Counter[str]] = {"up": Counter(), "down": Counter()}
-        self.kind_messages: dict[str, Counter[str]] = {"up": Counter(), "down": Counter()}
-        self.envelope: Counter[str] = Counter()
-
-    def __call__(self, direction: Direction, message: Message, size: WireSize) -> None:
-        phase = "error"
-        kinds: dict[str, str] = {}
-        if message.has_content():
-            ctl = message.content.get(CTL)
-            phase = str(ctl.get("phase", "hello")) if ctl is not None else "?"
-            kinds = message_kinds_of_records(message.content)
-        with self._lock:
-            self.total[direction] += size.total
-            self.messages[direction] += 1
-            self.by_phase[f"{direction}/{phase}"] += size.total
-            self.envelope[direction] += size.envelope
-            for key, b in size.records.items():
-                if key in kinds:
-                    self.by_kind[direction][kinds[key]] += b
-                    if not key.endswith(".head"):
-                        self.kind_messages[direction][kinds[key]] += 1
-
-
 class Relay:
     """The ServerApp's logic for one run; ``main`` is registered with ``ServerApp.main()``.
 
@@ -128,6 +99,8 @@ class Relay:
         kinds: the message kinds the algorithm declares (the relay refuses others).
         n_actions: the environment's action count (to check actions).
         on_update: called with each metrics row as soon as it is complete.
+        secagg: SecAgg+ settings when PS/VPS consensus runs by secure aggregation (``--secagg``).
+        central_dp: DP-FedAvg settings when PS/VPS consensus runs by Flower's central DP wrapper.
     """
 
     def __init__(
@@ -138,6 +111,8 @@ class Relay:
         n_nodes: int,
         timeout: float = DEFAULT_TIMEOUT,
         on_update: Callable[[dict[str, Any]], None] | None = None,
+        secagg: SecAggSettings | None = None,
+        central_dp: CentralDpSettings | None = None,
     ) -> None:
         self.config, self.kinds, self.n_actions = config, frozenset(kinds), n_actions
         self.n_agents, self.n_nodes, self.batch = config.env.agents, n_nodes, config.train.batch
@@ -155,6 +130,10 @@ class Relay:
         self.round = 0
         self.broadcasts: Counter[str] = Counter()  # requests sent together, by the phase they carry
         self.broadcast_seconds: Counter[str] = Counter()
+        self.secagg = secagg
+        self.central_dp = CentralDpAverager(config, central_dp) if central_dp is not None else None
+        self.averaging = "secagg" if secagg is not None else "central_dp" if central_dp is not None else None
+        self.secure: Counter[str] = Counter()  # SecAgg+ rounds, halted rounds, missing contributors
 
     # -- the ServerApp --
     def main(self, grid: Grid, context: Context) -> None:
@@ -209,6 +188,8 @@ class Relay:
                 step += 1
             elif phase == Phase.MESSAGES:
                 replies = self._send(grid, self._relay(replies, update), update)
+            elif phase == Phase.AGGREGATE:
+                replies = self._send(grid, self._secure_round(grid, replies, update), update)
             elif phase == Phase.REPORT:
                 row = self._row(update, replies, before_bytes)
                 row["federation/missed_replies"] = sum(self.faults.missed_replies.values()) - before_missed
@@ -324,6 +305,50 @@ class Relay:
             node: Envelope(Phase.INBOX, update, round=r, messages=[(0, m) for m in inbox.for_agent(node)])
             for node in self.live
         }
+
+    def _secure_round(self, grid: Grid, replies: dict[int, Envelope], update: int) -> dict[int, Envelope]:
+        """A consensus round by averaging (SecAgg+ or central DP): the mean of the ready nodes' vectors,
+        sent with the list of contributors to every live node."""
+        r = self.round
+        self.round += 1
+        ready: dict[int, Envelope] = {}
+        for node, e in sorted(replies.items()):
+            vector_ok = (e.aggregate_vector is None) == (self.central_dp is None) and (
+                e.aggregate_vector is None or bool(np.isfinite(e.aggregate_vector).all())
+            )
+            if self.averaging is None or e.round != r or e.aggregate_kind not in self.kinds or not vector_ok:
+                self.faults.rejected["reply:bad_aggregate"] += 1
+                continue
+            ready[node] = e
+        started = time.perf_counter()
+        mean, contributors = self._average(grid, ready, r)
+        self.broadcast_seconds[self.averaging or "aggregate"] += time.perf_counter() - started
+        self.broadcasts[self.averaging or "aggregate"] += 1
+        agent_of = {flower_id: node for node, flower_id in self.node_ids.items()}
+        participants = [agent_of[n] for n in contributors if n in agent_of] if mean is not None else []
+        self.secure["rounds"] += 1
+        self.secure["halted"] += int(mean is None)
+        self.secure["missing_contributors"] += len(ready) - len(participants)
+        return {
+            node: Envelope(Phase.INBOX, update, round=r, aggregate_mean=mean, participants=participants)
+            for node in self.live
+        }
+
+    def _average(self, grid: Grid, ready: dict[int, Envelope], r: int) -> tuple[np.ndarray | None, list[int]]:
+        """The mean and the Flower node ids it covers (None if the protocol halted or < 2 nodes)."""
+        ids = [self.node_ids[n] for n in ready]
+        if self.secagg is not None:
+            result = secure_mean(grid, ids, r, self.secagg, self.timeout)
+            return result.mean, result.contributors
+        if self.central_dp is not None and ready:
+            sizes = {e.aggregate_vector.size for e in ready.values() if e.aggregate_vector is not None}
+            if len(sizes) != 1:
+                self.faults.rejected["reply:bad_aggregate"] += len(ready)
+                return None, []
+            kind = next(iter(ready.values())).aggregate_kind
+            vectors = {self.node_ids[n]: e.aggregate_vector for n, e in ready.items()}
+            return self.central_dp.release(kind, r, vectors), ids  # type: ignore[arg-type]
+        return None, []
 
     def _check(self, node: int, m: ConfideMessage, r: int) -> str | None:
         if m.sender != node:

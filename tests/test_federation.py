@@ -303,7 +303,8 @@ def test_unsupported_setups_are_refused():
     with pytest.raises(ConfigError, match="minibatches"):
         check_federable(_config("cl", ppo={"minibatches": 2}), "inprocess")
     with pytest.raises(ConfigError, match="backend"):
-        check_federable(_config("as"), "ray")
-    assert check_command(["federate", "--algo", "as", "--backend", "ray"]) == 2
+        check_federable(_config("as"), "carrier_pigeon")
+    assert check_command(["federate", "--algo", "as", "--backend", "carrier_pigeon"]) == 2
+    assert check_command(["federate", "--algo", "as", "--backend", "deployment"]) == 0
     assert check_command(["federate", "--algo", "as", "--timeout", "0"]) == 2
     assert check_command(["federate", "--env", "predation", "--agents", "8", "--algo", "as"]) == 0
