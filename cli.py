@@ -48,6 +48,7 @@ CONFIG_FLAGS = (
     "partners",
     "period",
     "rho",
+    "network",
     "threads",
     "config",
     "out",
@@ -76,6 +77,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--partners", type=int, help="random partners per agent (topology random_partners)")
     p.add_argument("--period", type=int, help="talk every k updates (default 1)")
     p.add_argument("--rho", type=float, help="AS/SS penalty weight ρ (default: the paper's table)")
+    p.add_argument(
+        "--network", help="AS/SS actors: exact (default, the papers') or shared_trunk (a different model)"
+    )
     p.add_argument("--threads", type=int, help="torch threads per run (default 1)")
     p.add_argument(
         "--checkpoint-every", type=int, help="updates between checkpoints (default 10; 0: only at the end)"
@@ -131,20 +135,48 @@ def build_parser() -> argparse.ArgumentParser:
     _common(f)
     f.add_argument("--algo", help=f"algorithm ({', '.join(ALGO_NAMES)})")
     f.add_argument("--seed", type=int, help="run seed (default 0)")
-    f.add_argument("--backend", default="inprocess", help="inprocess (default: one process, no Ray)")
+    f.add_argument(
+        "--backend",
+        default="inprocess",
+        help="inprocess (default: one process, no Ray), ray (Flower's simulation runtime via flwr run) or "
+        "deployment (SuperLink + SuperNodes on loopback); see docs/federation.md",
+    )
     f.add_argument("--timeout", type=float, default=300.0, help="seconds before a silent node is lost")
+    f.add_argument(
+        "--secagg",
+        action="store_true",
+        help="PS/VPS on the complete graph: consensus by Flower's SecAgg+ (the relay learns only the mean)",
+    )
+    f.add_argument(
+        "--write-app",
+        metavar="DIR",
+        help="write this run's Flower App to DIR and exit (deployment on several machines: "
+        "docs/federation.md); --out is then the run directory on the SuperLink's machine",
+    )
+    f.add_argument(
+        "--central-dp",
+        nargs=2,
+        type=float,
+        metavar=("SIGMA", "CLIP"),
+        help="PS/VPS on the complete graph: consensus as DP-FedAvg releases (Flower's server-side fixed "
+        "clipping to norm CLIP, noise multiplier SIGMA, Opacus RDP accountant)",
+    )
+    b = sub.add_parser("bench", help="speed benchmarks (the same as python -m confide.benchmarks)")
+    b.add_argument("names", nargs="*", help="benchmarks to run (default set: benchmarks/__main__.py DEFAULT)")
     r = sub.add_parser("reproduce", help="reproduce a paper figure (experiments/figures/<id>.toml)")
-    r.add_argument("id", nargs="?", help="figure id, e.g. as_fig2_predation (see --list)")
+    r.add_argument("id", nargs="*", help="figure id(s), e.g. as_fig2_predation (see --list)")
+    r.add_argument("--all", action="store_true", help="every runnable figure, their runs in one pool")
     r.add_argument("--list", action="store_true", help="list the figure ids, their settings and scales")
     r.add_argument("--summary", action="store_true", help="regenerate the results page from the figure files")
     r.add_argument("--scale", choices=("quick", "paper"), default="quick", help="quick (default) or paper")
-    r.add_argument("--out", help="directory (default runs/reproduce/<id>_<scale>); rerun to resume")
+    r.add_argument("--out", help="directory (default runs/reproduce/<id>_<scale>; several: the root)")
     r.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of cores)")
     r.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster (auto, host:port, ray://…)")
     r.add_argument("--page", help="results page to update (default: the repository's docs/results.md)")
-    r.add_argument("--updates", type=int, help="shrink further: updates per run (the page is not updated)")
-    r.add_argument("--batch", type=int, help="shrink further: episodes per update (the page is not updated)")
-    r.add_argument("--seeds", type=int, help="shrink further: number of seeds (the page is not updated)")
+    r.add_argument("--updates", type=int, help="shrink: updates per run (paper: shown as reduced)")
+    r.add_argument("--batch", type=int, help="shrink: episodes per update (paper: shown as reduced)")
+    r.add_argument("--seeds", type=int, help="shrink: number of seeds (paper: shown as reduced)")
+    r.add_argument("--measure-only", action="store_true", help="measure the runs complete so far, train none")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -165,6 +197,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         ("topology", "partners", args.partners),
         ("topology", "period", args.period),
         ("algo", "rho", args.rho),
+        ("algo", "network", args.network),
         ("algo", "name", getattr(args, "algo", None)),
         ("train", "seed", getattr(args, "seed", None)),
     ]
@@ -343,20 +376,49 @@ def plan_leak(args: argparse.Namespace) -> Plan:
 
 
 def plan_federate(args: argparse.Namespace) -> Plan:
+    from confide.federation.central_dp import CentralDpSettings
     from confide.federation.runner import bytes_table, check_federable, federate
+    from confide.federation.secure_aggregation import SecAggSettings
     from confide.federation.server import FederationError
 
     config = config_from_dict(_base_dict(args))
-    check_federable(config, args.backend)
+    check_federable(config, args.backend, args.secagg, args.central_dp is not None)
+    secagg = SecAggSettings() if args.secagg else None
+    try:
+        central_dp = CentralDpSettings(*args.central_dp) if args.central_dp is not None else None
+    except ValueError as err:
+        raise ConfigError(f"--central-dp: {err}") from None
     if not (math.isfinite(args.timeout) and args.timeout > 0):
         raise ConfigError(f"--timeout must be a number of seconds > 0, got {args.timeout}")
     c = config
     name = f"{time.strftime('%Y%m%d-%H%M%S')}_federate_{c.env.name}_n{c.env.agents}_{c.algo.name}_s{c.train.seed}"
     out = _path(args.out, "--out") if args.out else Path("runs") / name
 
+    if args.write_app:
+        from confide.federation.backends import write_deployment_app
+        from confide.federation.runner import flower_run_config
+
+        app_dir = _path(args.write_app, "--write-app")
+
+        def write() -> int:
+            run_config = flower_run_config(config, secagg, central_dp)
+            write_deployment_app(app_dir, config, run_config, str(out.absolute()), args.timeout)
+            print(f"Flower App written to {app_dir}; submit it with: flwr run {app_dir} <superlink> --stream")
+            return 0
+
+        return write
+
     def run() -> int:
         try:
-            result = federate(config, out, args.backend, progress=not args.no_progress, timeout=args.timeout)
+            result = federate(
+                config,
+                out,
+                args.backend,
+                progress=not args.no_progress,
+                timeout=args.timeout,
+                secagg=secagg,
+                central_dp=central_dp,
+            )
         except FederationError as err:
             return _fail(f"the federation stopped: {err}", EXIT_DIVERGED)
         s = result.summary
@@ -375,8 +437,8 @@ def plan_reproduce(args: argparse.Namespace) -> Plan:
     from confide.experiments.reproduce import list_lines, prepare
     from confide.experiments.results_page import DEFAULT_PAGE, regenerate
 
-    if [args.list, args.summary, args.id is not None].count(True) != 1:
-        raise ConfigError("reproduce: give one of a figure id, --list or --summary")
+    if [args.list, args.summary, bool(args.id), args.all].count(True) != 1:
+        raise ConfigError("reproduce: give one of a figure id (or several), --all, --list or --summary")
     page = _path(args.page, "--page") if args.page else DEFAULT_PAGE
     if args.list:
         lines = list_lines()  # every figure file validated
@@ -386,20 +448,65 @@ def plan_reproduce(args: argparse.Namespace) -> Plan:
     shrink = {"updates": args.updates, "batch": args.batch, "seeds": args.seeds}
     out = _path(args.out, "--out") if args.out else None
     workers, ray, progress = args.workers, args.ray, not args.no_progress
-    job = prepare(args.id, args.scale, out=out, workers=workers, ray_address=ray, overrides=shrink, page=page)
-    job.progress = progress
+    if args.all or len(args.id) > 1:
+        return _plan_reproduce_batch(args, None if args.all else args.id, out, shrink, page)
+    job = prepare(
+        args.id[0], args.scale, out=out, workers=workers, ray_address=ray, overrides=shrink, page=page
+    )
+    job.progress, job.train = progress, not args.measure_only
 
     def run() -> int:
         record, failed = job.run()
         for check in record["checks"]:
             print(f"{check['expect']}: {check['measured']} -> {check['verdict']}")
-        print(f"result written to {job.out / 'result.md'}" + ("" if job.custom else f"; page {page} updated"))
+        updated = f"; page {page} updated" if job.on_page else ""
+        print(f"result written to {job.out / 'result.md'}{updated}")
         if failed:
             run_id, error = next(iter(failed.items()))
             return _fail(f"{len(failed)} run(s) failed; {run_id}: {error}", EXIT_DIVERGED)
         return 0
 
     return run
+
+
+def _plan_reproduce_batch(
+    args: argparse.Namespace, ids: list[str] | None, out: Path | None, shrink: dict[str, Any], page: Path
+) -> Plan:
+    """Several figures (None: every runnable one) in one call, their runs in one pool."""
+    from confide.experiments.reproduce_all import prepare_batch
+
+    batch = prepare_batch(
+        ids,
+        args.scale,
+        root=out,
+        workers=args.workers,
+        ray_address=args.ray,
+        overrides=shrink,
+        page=page,
+        progress=not args.no_progress,
+    )
+    batch.train = not args.measure_only
+
+    def run() -> int:
+        records, failed = batch.run()
+        for record in records:
+            verdicts = "; ".join(f"{c['expect']} -> {c['verdict']}" for c in record["checks"])
+            print(f"{record['id']}: {record['runs_complete']}/{record['shape']['runs']} complete. {verdicts}")
+        updated = f"; page {page} updated" if any(j.on_page for j in batch.jobs) else ""
+        print(f"{len(records)} figures written under {batch.root} (index.md){updated}")
+        if failed:
+            run_id, error = next(iter(failed.items()))
+            return _fail(f"{len(failed)} run(s) failed; {run_id}: {error}", EXIT_DIVERGED)
+        return 0
+
+    return run
+
+
+def plan_bench(args: argparse.Namespace) -> Plan:
+    from confide.benchmarks.__main__ import check_names, run_benchmarks
+
+    names = check_names(args.names)  # ConfigError on an unknown name
+    return lambda: run_benchmarks(names)
 
 
 PLANS: dict[str, Callable[[argparse.Namespace], Plan]] = {
@@ -410,6 +517,7 @@ PLANS: dict[str, Callable[[argparse.Namespace], Plan]] = {
     "dpo-exact": plan_dpo_exact,
     "leak": plan_leak,
     "reproduce": plan_reproduce,
+    "bench": plan_bench,
 }
 
 

@@ -25,6 +25,7 @@ from confide.core.value_parameter_sharing import ValueParameterSharing
 from confide.core.value_sharing import ValueSharing
 from confide.experiments import hyperparameters as hp
 from confide.experiments.config import ConfigError, RunConfig
+from confide.privacy.dp_sgd import dp_sgd_settings
 
 
 class Learner(Protocol):
@@ -73,10 +74,11 @@ def build_learner(config: RunConfig, state_dim: int, n_actions: int, generator: 
         return IndependentQLearning(
             n, state_dim, n_actions, ppo, sizes, generator, hp.IQL, config.train.updates
         )
+    if name in ("ps", "vps"):  # the parameter-sharing baselines, optionally trained by DP-SGD
+        sharing = PolicyParameterSharing if name == "ps" else ValueParameterSharing
+        return sharing(n, state_dim, n_actions, ppo, sizes, generator, dp_sgd_settings(config))
     baselines = {
         "vs": ValueSharing,
-        "vps": ValueParameterSharing,
-        "ps": PolicyParameterSharing,
         "cl": CentralizedLearning,
     }
     if name in baselines:

@@ -407,6 +407,7 @@ def run_summary(config: RunConfig, env: VecEnv, run: RunState, wall: float) -> d
     r_floor, floor_kind = env.floor_collective_return()
     summary = {
         "algo": config.algo.name,
+        "network": config.algo.network,  # "shared_trunk": not the papers' model (AS/SS Sec. 6 remedy)
         "env": config.env.name,
         "agents": n,
         "seed": config.train.seed,
@@ -432,6 +433,9 @@ def run_summary(config: RunConfig, env: VecEnv, run: RunState, wall: float) -> d
     if config.env.name == "predation":
         summary["scheme"] = config.env.scheme
     summary["reward"] = config.env.reward
+    dp_sgd = getattr(learner, "dp_sgd", None)  # PS/VPS trained by DP-SGD: each agent's (ε, δ)
+    if dp_sgd is not None:
+        summary["dp_sgd"] = dp_sgd.report()
     return summary
 
 

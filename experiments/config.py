@@ -50,6 +50,8 @@ AlgoName = Literal[
 ]
 ENV_NAMES: tuple[str, ...] = typing.get_args(EnvName)
 ALGO_NAMES: tuple[str, ...] = typing.get_args(AlgoName)
+SHARED_TRUNK_ALGOS = ("as", "as_peer", "ss")  # learners with N policy heads per agent (algo.network)
+DP_SGD_ALGOS = ("ps", "vps")  # learners whose shared bank DP-SGD trains (algo.dp_sgd_*)
 
 
 class ConfigError(ValueError):
@@ -146,9 +148,19 @@ class AlgoConfig:
     rho: float | None = None  # AS/SS penalty weight ρ; None = the paper's table
     ratio_product_clip: float | None = None  # decision 8, default off
     d_target: float | None = None  # DPO/IPPO-KL; None = table
+    delta: float | None = None  # DPO/IPPO-KL Eq. 21 tolerance: adapt β outside [d/δ, d·δ]; None = 1.5
+    omega: float | None = None  # DPO/IPPO-KL Eq. 21 step: β·ω or β/ω; None = 2
     one_over_n: bool | None = None  # DPO's 1/N factor; None = per variant
     imr_bonus: float | None = None  # IMR's intrinsic reward ξ per cooperative act; None = table
     receiver_policy: Literal["skip", "hold", "zero"] = "skip"  # a missing message (core/comms.py)
+    # AS/SS actors: "exact" = the papers' N separate MLPs per agent; "shared_trunk" = each agent's N
+    # heads share its hidden layers (AS/SS Sec. 6 remedy; a different model, labelled in summaries).
+    network: Literal["exact", "shared_trunk"] = "exact"
+    # DP-SGD of the shared bank (PS: policy heads, VPS: critics; privacy/dp_sgd.py, docs/leakage.md):
+    # per-sample L2 clip C (None = off), noise multiplier σ (std σ·C; 0 = clip only), δ of the report.
+    dp_sgd_clip: float | None = None
+    dp_sgd_noise: float = 0.0
+    dp_sgd_delta: float = 1e-5
 
     def __post_init__(self) -> None:
         _check(
@@ -162,10 +174,30 @@ class AlgoConfig:
             f"algo.ratio_product_clip must be > 1, got {self.ratio_product_clip}",
         )
         _check(self.d_target is None or self.d_target > 0, f"algo.d_target must be > 0, got {self.d_target}")
+        _check(self.delta is None or self.delta > 1, f"algo.delta must be > 1, got {self.delta}")
+        _check(self.omega is None or self.omega > 1, f"algo.omega must be > 1, got {self.omega}")
         _check(
             self.imr_bonus is None or self.imr_bonus >= 0,
             f"algo.imr_bonus must be >= 0, got {self.imr_bonus}",
         )
+        _check(
+            self.network == "exact" or self.name in SHARED_TRUNK_ALGOS,
+            f"algo.network {self.network!r} applies to {', '.join(SHARED_TRUNK_ALGOS)} only, not {self.name}",
+        )
+        dp_on = self.dp_sgd_clip is not None or self.dp_sgd_noise != 0
+        _check(
+            not dp_on or self.name in DP_SGD_ALGOS,
+            f"algo.dp_sgd_*: DP-SGD applies to {', '.join(DP_SGD_ALGOS)} only, not {self.name}",
+        )
+        _check(
+            self.dp_sgd_clip is None or 0 < self.dp_sgd_clip < float("inf"),
+            f"algo.dp_sgd_clip must be > 0, got {self.dp_sgd_clip}",
+        )
+        _check(
+            0 <= self.dp_sgd_noise < float("inf"), f"algo.dp_sgd_noise must be >= 0, got {self.dp_sgd_noise}"
+        )
+        _check(not dp_on or self.dp_sgd_clip is not None, "algo.dp_sgd_noise needs algo.dp_sgd_clip")
+        _check(0 < self.dp_sgd_delta < 1, f"algo.dp_sgd_delta must be in (0, 1), got {self.dp_sgd_delta}")
 
 
 @dataclass(frozen=True)

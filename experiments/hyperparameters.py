@@ -8,7 +8,7 @@
 | clip ε | 0.2 | none (DPO); 0.2 (IPPO) | tables |
 | iterations per update | K = 3 | 15 epochs | tables |
 | ρ | 0.1; per environment (Cleanup 1e3, C. Navigation 1e4 AS / 1 SS, Exchange 1e4) | – | AS/SS Table 2 |
-| d_target, δ, ω, β init | – | 0.01 (choice for C. Predation; the paper uses 0.01 for MPE), 1.5, 2, 0.01 | DPO |
+| d_target, δ, ω, β init | – | 0.1 stochastic game, 0.01 MPE (App. B); 0.01 elsewhere (choice); δ 1.5, ω 2 (Eq. 21, ``algo.delta``/``algo.omega``); β 0.01 | DPO |
 | minibatches per iteration | 1 (full batch) | 1 | choice |
 | episodes per update | ``train.batch`` (default 16) | same | choice (the papers: 1) |
 | per-agent gradient clip | 0.5 | 0.5 | choice |
@@ -70,7 +70,9 @@ SS_TABLE = {
     "cleanup": SharingTable(1e-5, (1024, 256), 1e3),
     "navigation": SharingTable(1e-5, (128, 64), 1.0),
 }
-D_TARGET = 0.01  # DPO App. B uses 0.01 for MPE; confide's choice everywhere else
+# DPO App. B: d_target 0.1 for the stochastic game, 0.01 for MPE; 0.01 elsewhere is confide's choice.
+D_TARGET = {"stochastic_game": 0.1, "mpe_spread": 0.01, "mpe_line": 0.01, "mpe_circle": 0.01}
+D_TARGET_DEFAULT = 0.01
 
 
 def sharing_table(config: RunConfig) -> SharingTable:
@@ -93,7 +95,7 @@ def network_sizes(config: RunConfig) -> NetworkSizes:
     if config.algo.name in (*DPO_FAMILY, "iql"):
         return DPO_SIZES
     hidden = sharing_table(config).hidden
-    return NetworkSizes(hidden, hidden)
+    return NetworkSizes(hidden, hidden, shared_trunk=config.algo.network == "shared_trunk")
 
 
 # ξ where it is a constant: Cleanup — one apple's worth per cleaning act (cleaning forgoes eating);
@@ -121,7 +123,7 @@ def rho(config: RunConfig) -> float:
 
 def dpo_config(config: RunConfig) -> DpoConfig:
     name, algo = config.algo.name, config.algo
-    d_target = algo.d_target if algo.d_target is not None else D_TARGET
+    d_target = algo.d_target if algo.d_target is not None else D_TARGET.get(config.env.name, D_TARGET_DEFAULT)
     variants = {
         "dpo": DpoConfig(d_target=d_target),
         "dpo_shared": DpoConfig(d_target=d_target, statistics="shared", one_over_n=False),
@@ -132,4 +134,5 @@ def dpo_config(config: RunConfig) -> DpoConfig:
     cfg = variants[name]
     if algo.one_over_n is not None:
         cfg = dataclasses.replace(cfg, one_over_n=algo.one_over_n)
-    return cfg
+    eq21 = {k: getattr(algo, k) for k in ("delta", "omega") if getattr(algo, k) is not None}
+    return dataclasses.replace(cfg, **eq21)
