@@ -150,13 +150,20 @@ class DistributionSharing(StackedLearner):
         m = states.shape[0]
         stats: dict[str, float] = {}
         xi_min, xi_max = float("inf"), 0.0
+        one_batch = self.ppo.minibatches <= 1
         for _ in range(self.ppo.iterations):
             adv, targets = advantages_and_targets(
                 pop, rollout, self.ppo.gamma, self.ppo.gae_lambda, self.ppo.center_advantages
             )
             kappa = adv.abs().mean(dim=0)  # κ̂_i over the whole update batch
-            with torch.no_grad():
-                old_logp = torch.log_softmax(pop.all_logits(states), dim=-1)
+            # With one minibatch the forward pass with gradient is π_old itself (the parameters have not
+            # moved since old ← current), so it is computed once and reused: a quarter of the actor FLOPs.
+            full_logp = torch.log_softmax(pop.all_logits(states), dim=-1) if one_batch else None
+            if full_logp is not None:
+                old_logp = full_logp.detach()
+            else:
+                with torch.no_grad():
+                    old_logp = torch.log_softmax(pop.all_logits(states), dim=-1)
             old_probs = old_logp.exp()
             outgoing = distribution_messages(old_probs, neighbourhood, "policy", comms.round, False)
             outgoing += distribution_messages(old_probs, neighbourhood, self.head_kind, comms.round, True)
@@ -171,7 +178,10 @@ class DistributionSharing(StackedLearner):
                 peers = PeerInbox(
                     peer_policy[:, :, idx], has_policy[:, :, idx], peer_head[:, :, idx], has_head[:, :, idx]
                 )
-                logp = torch.log_softmax(pop.all_logits(states[idx]), dim=-1)
+                if full_logp is not None:
+                    logp = full_logp
+                else:
+                    logp = torch.log_softmax(pop.all_logits(states[idx]), dim=-1)
                 loss, s = dual_clipped_loss(
                     logp,
                     old_logp[:, :, idx],
