@@ -109,3 +109,23 @@ def test_meter_counts_kinds_and_links_and_tap_records_digests():
     ]
     assert tap.entries[0].digest == hashlib.sha256(encode_payload(a)).hexdigest()
     assert len(tap.payloads) == 3
+
+
+def test_tap_without_payloads_keeps_only_its_digest_chain():
+    """Memory stays flat in long runs: a digest-only tap keeps no entries, yet its digest equals the one
+    of a tap that kept everything, and an old checkpoint (entries only) resumes onto the same chain."""
+    msgs = [
+        Message(s, r, "policy", 0, {"p": np.full(3, s + r, np.float32)}) for s in range(3) for r in range(3)
+    ]
+    lean, full = Tap(IdealChannel()), Tap(IdealChannel(), keep_payloads=True)
+    lean.exchange(0, msgs)
+    full.exchange(0, msgs)
+    assert lean.entries == [] and lean.payloads == [] and lean.count == 9
+    assert lean.transcript_digest() == full.transcript_digest() != Tap(IdealChannel()).transcript_digest()
+    old_format = {"entries": full.state_dict()["entries"], "payloads": []}
+    resumed = Tap(IdealChannel())
+    resumed.load_state_dict(old_format)
+    assert resumed.transcript_digest() == lean.transcript_digest() and resumed.entries == []
+    reordered = Tap(IdealChannel())
+    reordered.exchange(0, msgs[::-1])
+    assert reordered.transcript_digest() != lean.transcript_digest()
