@@ -23,7 +23,9 @@
 
 SS uses SS's column, every other sharing algorithm and baseline AS's (the two differ only for Cleanup's
 and C. Navigation's actor learning rate and C. Navigation's ρ); environments neither paper runs (matrix,
-stochastic game, MPE) take the C. Predation column. The DPO family always uses DPO's own table.
+stochastic game, MPE) take the C. Predation column. The DPO family always uses DPO's own table, and so
+does IPPO on the DPO paper's environments (stochastic game, MPE): DPO App. B gives DPO and IPPO the same
+networks and base hyperparameters "for a fair comparison".
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ DPO_PPO = PpoSettings(actor_lr=5e-4, critic_lr=5e-4, iterations=15)
 SHARING_SIZES = NetworkSizes((128, 64), (128, 64))
 DPO_SIZES = NetworkSizes((128, 128), (128, 128))
 DPO_FAMILY = ("dpo", "dpo_shared", "dpo_no_sqrt_kl", "dpo_no_kl", "ippo_kl")
+# DPO App. B: "the network architectures and base hyperparameters of DPO and IPPO are the same for all
+# the tasks": on the DPO paper's environments IPPO takes DPO's settings. Elsewhere IPPO is the AS/SS
+# papers' independent PPO (AS Fig. 6) and takes their table.
+DPO_ENVIRONMENTS = ("stochastic_game", "mpe_spread", "mpe_line", "mpe_circle")
 IQL = IqlSettings()
 IMR_ENVIRONMENTS = ("predation", "matrix", "cleanup", "harvest", "exchange")  # declare a cooperative act
 
@@ -81,9 +87,15 @@ def sharing_table(config: RunConfig) -> SharingTable:
     return table.get(config.env.name, AS_TABLE["predation"])
 
 
+def uses_dpo_settings(config: RunConfig) -> bool:
+    """DPO's variants always; IPPO on the DPO paper's environments (its fair-comparison rule)."""
+    ippo = config.algo.name in ("ippo", "independent_ppo")
+    return config.algo.name in DPO_FAMILY or (ippo and config.env.name in DPO_ENVIRONMENTS)
+
+
 def ppo_settings(config: RunConfig) -> PpoSettings:
     """The paper's PPO settings for this algorithm and environment, with the config's overrides applied."""
-    if config.algo.name in DPO_FAMILY:
+    if uses_dpo_settings(config):
         base = DPO_PPO
     else:
         base = dataclasses.replace(SHARING_PPO, actor_lr=sharing_table(config).actor_lr)
@@ -92,7 +104,7 @@ def ppo_settings(config: RunConfig) -> PpoSettings:
 
 
 def network_sizes(config: RunConfig) -> NetworkSizes:
-    if config.algo.name in (*DPO_FAMILY, "iql"):
+    if uses_dpo_settings(config) or config.algo.name == "iql":
         return DPO_SIZES
     hidden = sharing_table(config).hidden
     return NetworkSizes(hidden, hidden, shared_trunk=config.algo.network == "shared_trunk")
