@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from confide.experiments.config import RESUMABLE_CHANGES
+from confide.experiments.config import RESUMABLE_CHANGES, ConfigError, config_from_dict
 from confide.experiments.io import atomic_write_bytes
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -86,9 +86,21 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """Dotted keys where two config dicts differ, leaving out ``RESUMABLE_CHANGES``."""
-    a, b = _flatten(saved), _flatten(current)
+    """Dotted keys where two config dicts differ, leaving out ``RESUMABLE_CHANGES``.
+
+    Both are first read through the current config schema, so a field added to the config since the
+    run was saved takes its default on both sides instead of blocking the resume. A saved config the
+    schema no longer accepts (a field removed or renamed) is compared as saved, so it differs.
+    """
+    a, b = _flatten(_current_schema(saved)), _flatten(_current_schema(current))
     return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in RESUMABLE_CHANGES)
+
+
+def _current_schema(data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(config_from_dict(data).to_dict()))  # as config.json has it
+    except (ConfigError, TypeError, ValueError):
+        return data
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

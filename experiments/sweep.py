@@ -218,12 +218,7 @@ def check_run_dirs(runs: list[tuple[str, dict[str, Any]]], out: Path) -> None:
             raise ConfigError(
                 f"{run_dir}: unreadable config.json ({err}); remove the run directory"
             ) from None
-        current = json.loads(json.dumps(config_from_dict(data).to_dict()))  # as config.json has it
-        try:  # a field added to the config since the run was made takes its default on both sides
-            saved = json.loads(json.dumps(config_from_dict(saved).to_dict()))
-        except ConfigError:
-            pass  # a field removed or renamed since: compared as saved, so it differs
-        differs = config_differences(saved, current)
+        differs = config_differences(saved, data)  # both read through the current schema
         _check(
             not differs,
             f"{run_dir} holds a run of another config (differs in {', '.join(differs)}); "

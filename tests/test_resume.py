@@ -281,3 +281,34 @@ def test_channel_layers_round_trip_their_state():
     assert [m.encoded_payload() for m in tap2.payloads] == [m.encoded_payload() for m in tap.payloads]
     assert meter2.bytes_by_link == meter.bytes_by_link and meter2.messages_by_kind == meter.messages_by_kind
     assert (comms2.round, comms2.rejected, comms2.delivered) == (1, comms.rejected, 2)
+
+
+def test_a_checkpoint_from_before_a_new_config_field_resumes(tmp_path, monkeypatch):
+    """A field added to the config after a checkpoint was written takes its default: the run resumes and
+    equals an uninterrupted one; a field the schema no longer knows still blocks the resume."""
+    config = _config("ippo")
+    reference = trainer.train(config)
+    with monkeypatch.context() as m:
+        _kill_at(m, 3)
+        with pytest.raises(Killed):
+            trainer.train(config, tmp_path)
+    checkpoint = load_checkpoint(tmp_path / "checkpoint.pt")
+    older = json.loads(json.dumps(checkpoint["config"]))
+    del older["algo"]["network"]  # as written before `algo.network` existed
+    trainer.save_checkpoint(
+        tmp_path / "checkpoint.pt", older, checkpoint["updates_done"], 0.0, checkpoint["state"]
+    )
+    resumed = trainer.train(config, tmp_path, resume=True)
+    assert resumed.metrics == reference.metrics and resumed.transcript_digest == reference.transcript_digest
+    with monkeypatch.context() as m:
+        _kill_at(m, 3)
+        with pytest.raises(Killed):
+            trainer.train(config, tmp_path / "b")
+    checkpoint = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    renamed = json.loads(json.dumps(checkpoint["config"]))
+    renamed["algo"]["old_name"] = 1
+    trainer.save_checkpoint(
+        tmp_path / "b" / "checkpoint.pt", renamed, checkpoint["updates_done"], 0.0, checkpoint["state"]
+    )
+    with pytest.raises(CheckpointError, match="differs in algo.old_name"):
+        trainer.train(config, tmp_path / "b", resume=True)
