@@ -36,7 +36,7 @@ from confide.experiments.checkpoint import (
     save_checkpoint,
 )
 from confide.experiments.config import ConfigError, RunConfig
-from confide.experiments.io import atomic_write_json, atomic_write_jsonl
+from confide.experiments.io import append_jsonl, atomic_write_json, atomic_write_jsonl
 from confide.topologies import NeighbourSchedule
 from confide.topologies import TopologyConfig as GraphConfig
 
@@ -238,7 +238,7 @@ def train(
                 run.metrics.append(row)
                 done = update + 1
                 if out is not None:
-                    atomic_write_jsonl(out / "metrics.jsonl", run.metrics)
+                    append_jsonl(out / "metrics.jsonl", [row])  # rewritten atomically at the end
                     if done == updates or (every and done % every == 0) or stop.signal is not None:
                         wall = wall_before + time.perf_counter() - started
                         save_checkpoint(checkpoint_path(out), config.to_dict(), done, wall, run.state_dict())
@@ -253,7 +253,8 @@ def train(
     wall = wall_before + time.perf_counter() - started
     summary = run_summary(config, env, run, wall)
     if out is not None:
-        atomic_write_json(out / "summary.json", summary)  # metrics.jsonl is current after every update
+        atomic_write_jsonl(out / "metrics.jsonl", run.metrics)  # durable before the run says complete
+        atomic_write_json(out / "summary.json", summary)
     return RunResult(summary, run.metrics, run.tap.transcript_digest(), tuple(run.tap.payloads))
 
 

@@ -14,7 +14,7 @@ import confide.experiments.io as io
 from confide.cli import main
 from confide.experiments.checkpoint import load_checkpoint
 from confide.experiments.config import AlgoConfig, EnvConfig, RunConfig, TrainConfig
-from confide.experiments.io import ResultWriteError, atomic_write_json, read_jsonl
+from confide.experiments.io import ResultWriteError, append_jsonl, atomic_write_json, read_jsonl
 
 ARGS = ["--agents", "2", "--updates", "5", "--batch", "1", "--algo", "ss", "--seed", "3"]
 ARGS += ["--checkpoint-every", "2", "--no-progress"]
@@ -145,3 +145,13 @@ def test_read_only_file_system_gives_status_2_and_keeps_the_checkpoint(tmp_path,
     assert "Read-only file system" in _one_error_line(capsys)
     assert (out / "checkpoint.pt").read_bytes() == before
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0
+
+
+def test_an_unterminated_last_row_left_by_a_crash_mid_append_is_skipped(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    append_jsonl(path, [{"update": 0}, {"update": 1}])
+    append_jsonl(path, [{"update": 2}])
+    assert read_jsonl(path) == [{"update": 0}, {"update": 1}, {"update": 2}]
+    with open(path, "a") as f:
+        f.write('{"update": 3, "collective_re')  # the process died inside the write
+    assert read_jsonl(path) == [{"update": 0}, {"update": 1}, {"update": 2}]
