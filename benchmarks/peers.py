@@ -92,21 +92,28 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(1)
     print(f"IPPO, simple spread, {AGENTS} agents, {HORIZON}-step episodes, 1 thread, seed {args.seed}")
     print("return: per episode, sum over agents in confide's team mode = per agent in VMAS (docstring)")
-    rows = {"confide": confide_ippo(args.frames, args.batch, args.seed)}
+    print("  library           frames   seconds   frames/s   first return   final return (last 10%)")
+    rows: dict[str, dict[str, float]] = {}
+
+    def measured(name: str, row: dict[str, float]) -> None:
+        """Print each row as soon as it is measured: a long peer run stopped later loses nothing."""
+        rows[name] = row
+        print(
+            f"  {name:15s} {row['frames']:8,d} {row['seconds']:9.1f} {row['frames_per_s']:10,.0f}"
+            f" {row['first_return']:14.1f} {row['final_return']:14.1f}",
+            flush=True,
+        )
+
+    measured("confide", confide_ippo(args.frames, args.batch, args.seed))
     if args.confide_frames:
-        rows[f"confide, {args.confide_frames // 1000}k"] = confide_ippo(
-            args.confide_frames, args.batch, args.seed
+        measured(
+            f"confide, {args.confide_frames // 1000}k",
+            confide_ippo(args.confide_frames, args.batch, args.seed),
         )
     if args.benchmarl_python.exists():
-        rows["BenchMARL 1.5.2"] = benchmarl_ippo(args.benchmarl_python, args.frames, args.seed)
+        measured("BenchMARL 1.5.2", benchmarl_ippo(args.benchmarl_python, args.frames, args.seed))
     else:
         print(f"BenchMARL skipped: no venv at {args.benchmarl_python} (see this module's docstring)")
-    print("  library           frames   seconds   frames/s   first return   final return (last 10%)")
-    for name, r in rows.items():
-        print(
-            f"  {name:15s} {r['frames']:8,d} {r['seconds']:9.1f} {r['frames_per_s']:10,.0f}"
-            f" {r['first_return']:14.1f} {r['final_return']:14.1f}"
-        )
     if "BenchMARL 1.5.2" in rows:
         ours, theirs = rows["confide"], rows["BenchMARL 1.5.2"]
         print(f"confide / BenchMARL frames/s: {ours['frames_per_s'] / theirs['frames_per_s']:.1f}x")
