@@ -3,8 +3,9 @@
 Both train IPPO on MPE simple spread, 3 agents, 25-step episodes, 1 torch thread, for the same number
 of frames (a frame is one environment step of all agents), whole training loop timed:
 
-- confide: ``ippo`` on ``mpe_spread`` with ``--reward team`` (the papers' PPO settings, 128 → 64 ReLU
-  MLPs on the global state, 5 discrete moves, ``--batch`` episodes per update);
+- confide: ``ippo`` on ``mpe_spread`` with ``--reward team`` (on MPE IPPO takes the DPO paper's
+  settings: 128 → 128 ReLU MLPs on the global state, lr 5e-4, 15 epochs; 5 discrete moves, ``--batch``
+  episodes per update);
 - BenchMARL 1.5.2 (its defaults, VMAS ``simple_spread``; ``benchmarl_ippo_script.py``) run by the
   Python of a separate venv (``--benchmarl-python``, default ``/tmp/benchmarl_venv/bin/python``; it is
   skipped with a message where that venv is absent). Install it outside the project, never letting pip
