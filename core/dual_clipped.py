@@ -158,8 +158,9 @@ class DistributionSharing(StackedLearner):
             kappa = adv.abs().mean(dim=0)  # κ̂_i over the whole update batch
             # With one minibatch the forward pass with gradient is π_old itself (the parameters have not
             # moved since old ← current), so it is computed once and reused: a quarter of the actor FLOPs.
-            full_logp = torch.log_softmax(pop.all_logits(states), dim=-1) if one_batch else None
-            if full_logp is not None:
+            full_logp = None
+            if one_batch:
+                full_logp = torch.log_softmax(pop.all_logits(states), dim=-1)
                 old_logp = full_logp.detach()
             else:
                 with torch.no_grad():

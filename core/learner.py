@@ -17,6 +17,7 @@ class StackedLearner:
     """
 
     message_kinds: tuple[str, ...] = ()
+    dp_sgd = None  # PS/VPS set a ``privacy.dp_sgd.DpSgd`` here; its accountant is saved with the networks
 
     def __init__(
         self,
@@ -41,8 +42,13 @@ class StackedLearner:
         return self.population.own_logits(states)
 
     def state_dict(self) -> dict:
-        return {"population": self.population.state_dict(), "optimiser": self.optimiser.state_dict()}
+        state = {"population": self.population.state_dict(), "optimiser": self.optimiser.state_dict()}
+        if self.dp_sgd is not None:
+            state["dp_sgd"] = self.dp_sgd.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.population.load_state_dict(state["population"])
         self.optimiser.load_state_dict(state["optimiser"])
+        if self.dp_sgd is not None:
+            self.dp_sgd.load_state_dict(state["dp_sgd"])

@@ -105,14 +105,3 @@ class PolicyParameterSharing(StackedLearner):
         return self.dp_sgd.forward(states).view(
             self.population.n_agents, self.population.heads, len(states), -1
         )
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        if self.dp_sgd is not None:
-            state["dp_sgd"] = self.dp_sgd.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        if self.dp_sgd is not None:
-            self.dp_sgd.load_state_dict(state["dp_sgd"])

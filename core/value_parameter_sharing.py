@@ -85,14 +85,3 @@ class ValueParameterSharing(StackedLearner):
                 dp.step(losses.sum())
         stats["loss/critic"] = float(losses.detach().mean())
         return stats
-
-    def state_dict(self) -> dict:
-        state = super().state_dict()
-        if self.dp_sgd is not None:
-            state["dp_sgd"] = self.dp_sgd.state_dict()
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        if self.dp_sgd is not None:
-            self.dp_sgd.load_state_dict(state["dp_sgd"])
