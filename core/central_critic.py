@@ -97,7 +97,10 @@ class CentralCritic:
         max_grad_norm: float,
         generator: torch.Generator,
     ) -> None:
-        self.network = StackedMLP(1, (state_dim, *sizes.critic_hidden, 1), generator, sizes.activation)
+        critic_sizes = (state_dim, *sizes.critic_hidden, 1)
+        self.network = StackedMLP(
+            1, critic_sizes, generator, sizes.activation, one_hot_input=sizes.one_hot_states
+        )
         self.optimiser = torch.optim.Adam(self.network.group_parameters(), lr=lr)
         self.max_grad_norm = max_grad_norm
 

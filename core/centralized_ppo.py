@@ -64,7 +64,11 @@ class CentralizedPPO:
         self.ppo = ppo
         self.generator = generator
         self.policy = StackedMLP(
-            1, (state_dim, *sizes.actor_hidden, self.n_joint), generator, sizes.activation
+            1,
+            (state_dim, *sizes.actor_hidden, self.n_joint),
+            generator,
+            sizes.activation,
+            one_hot_input=sizes.one_hot_states,
         )
         self.optimiser = torch.optim.Adam(self.policy.group_parameters(), lr=ppo.actor_lr)
         self.central = CentralCritic(state_dim, sizes, ppo.critic_lr, ppo.max_grad_norm, generator)

@@ -28,12 +28,15 @@ class NetworkSizes:
     ``shared_trunk``: with several heads per agent, the heads share the agent's hidden layers and
     differ only in their output layer (a different model from the papers' separate MLPs; see the
     module docstring). No effect with one head.
+    ``one_hot_states``: the environment's state is one-hot (the stochastic game), so every network's
+    first layer is a row lookup (``StackedMLP``'s ``one_hot_input``): the same model, fewer FLOPs.
     """
 
     actor_hidden: tuple[int, ...] = (128, 64)
     critic_hidden: tuple[int, ...] = (128, 64)
     activation: Activation = "relu"
     shared_trunk: bool = False
+    one_hot_states: bool = False
 
     def __post_init__(self) -> None:
         if self.shared_trunk and not self.actor_hidden:
@@ -61,12 +64,18 @@ class Population(nn.Module):
         self.n_actions = n_actions
         actor_sizes = (state_dim, *sizes.actor_hidden, n_actions)
         self.policy: StackedMLP | SharedTrunkHeads
+        one_hot = sizes.one_hot_states
         if sizes.shared_trunk and heads > 1:
-            self.policy = SharedTrunkHeads(n_agents, heads, actor_sizes, generator, sizes.activation)
+            self.policy = SharedTrunkHeads(
+                n_agents, heads, actor_sizes, generator, sizes.activation, one_hot_input=one_hot
+            )
         else:
-            self.policy = StackedMLP(n_agents * heads, actor_sizes, generator, sizes.activation)
+            self.policy = StackedMLP(
+                n_agents * heads, actor_sizes, generator, sizes.activation, one_hot_input=one_hot
+            )
+        critic_sizes = (state_dim, *sizes.critic_hidden, 1)
         self.critic = (
-            StackedMLP(n_agents, (state_dim, *sizes.critic_hidden, 1), generator, sizes.activation)
+            StackedMLP(n_agents, critic_sizes, generator, sizes.activation, one_hot_input=one_hot)
             if critics
             else None
         )  # no per-agent critics when a central unit evaluates (CL)

@@ -62,6 +62,16 @@ def _env_class(name: str) -> Any:
     return {"mpe_spread": SimpleSpread, "mpe_line": LineControl, "mpe_circle": CircleControl}[name]
 
 
+def has_one_hot_state(name: str) -> bool:
+    """Whether ``name``'s global state is always one one-hot vector (its class's ``one_hot_state``).
+
+    Networks on such a state look their first layer up instead of multiplying (``StackedMLP``).
+    """
+    if name in ("predation", "matrix"):
+        return False
+    return bool(getattr(_env_class(name), "one_hot_state", False))
+
+
 def make_env(name: EnvName, n_agents: int, batch_size: int, **kwargs: Any) -> VecEnv:
     """Build the batched environment ``name`` with ``n_agents`` agents and ``batch_size`` episodes.
 
@@ -95,6 +105,7 @@ __all__ = [
     "StepResult",
     "VecEnv",
     "check_actions",
+    "has_one_hot_state",
     "make_env",
     "matrix_game",
 ]

@@ -114,6 +114,7 @@ class RandomStochasticGame:
 
     state_bounds: tuple[float, float] = (0.0, 1.0)
     default_topology: TopologyKind = "complete"
+    one_hot_state: bool = True  # networks look their first layer up (``StackedMLP(one_hot_input=True)``)
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ from confide.core.dpo import DpoConfig
 from confide.core.independent_q_learning import IqlSettings
 from confide.core.population import NetworkSizes
 from confide.core.ppo import PpoSettings
+from confide.envs import has_one_hot_state
 from confide.envs.matrix_games import MATRIX_GAMES
 from confide.experiments.config import RunConfig
 
@@ -104,10 +105,13 @@ def ppo_settings(config: RunConfig) -> PpoSettings:
 
 
 def network_sizes(config: RunConfig) -> NetworkSizes:
+    """The paper's widths; a one-hot state (the stochastic game) makes every first layer a lookup."""
+    one_hot = has_one_hot_state(config.env.name)
     if uses_dpo_settings(config) or config.algo.name == "iql":
-        return DPO_SIZES
+        return dataclasses.replace(DPO_SIZES, one_hot_states=one_hot)
     hidden = sharing_table(config).hidden
-    return NetworkSizes(hidden, hidden, shared_trunk=config.algo.network == "shared_trunk")
+    shared_trunk = config.algo.network == "shared_trunk"
+    return NetworkSizes(hidden, hidden, shared_trunk=shared_trunk, one_hot_states=one_hot)
 
 
 # ξ where it is a constant: Cleanup — one apple's worth per cleaning act (cleaning forgoes eating);

@@ -13,7 +13,12 @@ def test_ippo_takes_dpo_settings_on_the_dpo_papers_environments():
     for env in hp.DPO_ENVIRONMENTS:
         ippo, dpo = _config("ippo", env), _config("dpo", env)
         assert hp.ppo_settings(ippo) == hp.ppo_settings(dpo) == hp.DPO_PPO
-        assert hp.network_sizes(ippo) == hp.network_sizes(dpo) == hp.DPO_SIZES
+        sizes = hp.network_sizes(dpo)
+        assert hp.network_sizes(ippo) == sizes
+        assert (sizes.actor_hidden, sizes.critic_hidden) == (
+            hp.DPO_SIZES.actor_hidden,
+            hp.DPO_SIZES.critic_hidden,
+        )
 
 
 def test_independent_ppo_keeps_the_as_table_on_c_predation():
