@@ -9,7 +9,15 @@ import sys
 
 from confide.experiments.config import ConfigError
 
-DEFAULT = ("networks", "end_to_end", "envs_small", "envs_grid", "envs_mpe", "channel_layers")
+DEFAULT = (
+    "networks",
+    "one_hot_lookup",
+    "end_to_end",
+    "envs_small",
+    "envs_grid",
+    "envs_mpe",
+    "channel_layers",
+)
 BENCHMARKS = (*DEFAULT, "compile_chunks", "scaling", "peers", "soak")
 
 
