@@ -65,11 +65,17 @@ def default_out(fig_id: str, label: str) -> Path:
     return Path("runs") / "reproduce" / f"{fig_id}_{label}"
 
 
+SHRINK_KEYS = ("updates", "batch", "seeds")
+
+
 def out_label(scale: str, overrides: dict[str, Any]) -> str:
-    """``quick``/``paper``, or ``custom`` (a shrunk quick) / ``paper_reduced`` (a shrunk paper)."""
-    if not overrides:
-        return scale
-    return "paper_reduced" if scale == "paper" else "custom"
+    """``quick``/``paper``, or with a shrink its values, e.g. ``paper_updates400_seeds3``.
+
+    Each shrink gets its own directory, so the command a results-page row names reruns into the runs
+    it measured (and trains nothing if they are complete) instead of colliding with another shrink's.
+    """
+    shrink = "".join(f"_{key}{overrides[key]}" for key in SHRINK_KEYS if key in overrides)
+    return f"{scale}{shrink}"
 
 
 def sweep_shape(sweep: Sweep) -> dict[str, Any]:
@@ -107,6 +113,14 @@ def rerun_command(figure: Figure, scale: str, overrides: dict[str, Any]) -> str:
     return f"confide reproduce {figure.id} --scale {scale}{shrink}"
 
 
+def _shown_path(out: Path) -> str:
+    """``out`` relative to the working directory when inside it (a page should not name one machine)."""
+    try:
+        return str(out.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(out)
+
+
 def _record(
     figure: Figure, scale: str, overrides: dict[str, Any], out: Path, shape: dict[str, Any]
 ) -> dict[str, Any]:
@@ -119,7 +133,7 @@ def _record(
         "reduced": bool(overrides) and scale == "paper",
         "command": rerun_command(figure, scale, overrides),
         "date": time.strftime("%Y-%m-%d"),
-        "out": str(out),
+        "out": _shown_path(out),
         "shape": shape,
     }
 
