@@ -324,12 +324,11 @@ def test_several_figures_share_one_pool_and_write_an_index(tmp_path, monkeypatch
     assert main(args + shrink) == 0
     out = capsys.readouterr().out
     assert "as_fig6: 6/6 complete." in out and "as_fig7: 2/2 complete." in out
-    assert (root / "as_fig6_quick_updates2_batch2_seeds2" / "result.md").exists() and (
-        root / "as_fig7_quick_updates2_batch2_seeds2" / "heads.png"
-    ).exists()
+    fig6, fig7 = root / "as_fig6_quick_updates2_batch2_seeds2", root / "as_fig7_quick_updates2_batch2_seeds2"
+    assert (fig6 / "result.md").exists() and (fig7 / "heads.png").exists()
     index = (root / "index.md").read_text()
-    assert "[as_fig6](as_fig6_quick_updates2_batch2_seeds2/result.md)" in index and "Wall time of the call" in index
-    assert json.loads((root / "as_fig7_quick_updates2_batch2_seeds2" / "result.json").read_text())["pooled_figures"] == 2
+    assert f"[as_fig6]({fig6.name}/result.md)" in index and "Wall time of the call" in index
+    assert json.loads((fig7 / "result.json").read_text())["pooled_figures"] == 2
     assert not page.exists()  # a shrunk quick stays off the results page
     monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("a complete run was trained again"))
     assert main(args + shrink) == 0  # the rerun measures again and trains nothing
