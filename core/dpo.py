@@ -106,9 +106,7 @@ class DecentralizedPolicyOptimization(StackedLearner):
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
         pop, cfg, n = self.population, self.config, self.population.n_agents
         states, actions = rollout.flat_states(), rollout.flat_actions()
-        adv, targets = advantages_and_targets(
-            pop, rollout, self.ppo.gamma, self.ppo.gae_lambda, self.ppo.center_advantages
-        )
+        adv, targets = advantages_and_targets(pop, rollout, self.ppo)
         with torch.no_grad():
             old_logp = torch.log_softmax(pop.own_logits(states), dim=-1)  # [N, M, A] rollout policy
         old_logp_a = old_logp.gather(-1, actions.T.unsqueeze(-1)).squeeze(-1)

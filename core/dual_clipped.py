@@ -152,9 +152,7 @@ class DistributionSharing(StackedLearner):
         xi_min, xi_max = float("inf"), 0.0
         one_batch = self.ppo.minibatches <= 1
         for _ in range(self.ppo.iterations):
-            adv, targets = advantages_and_targets(
-                pop, rollout, self.ppo.gamma, self.ppo.gae_lambda, self.ppo.center_advantages
-            )
+            adv, targets = advantages_and_targets(pop, rollout, self.ppo)
             kappa = adv.abs().mean(dim=0)  # κ̂_i over the whole update batch
             # With one minibatch the forward pass with gradient is π_old itself (the parameters have not
             # moved since old ← current), so it is computed once and reused: a quarter of the actor FLOPs.

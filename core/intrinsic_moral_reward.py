@@ -63,9 +63,7 @@ class IntrinsicMoralReward(StackedLearner):
 
     def update(self, rollout: Rollout, comms: Comms, neighbourhood: Neighbourhood) -> dict[str, float]:
         shaped = dataclasses.replace(rollout, rewards=shaped_rewards(rollout, self.bonus))
-        advantages = advantages_and_targets(
-            self.population, shaped, self.ppo.gamma, self.ppo.gae_lambda, self.ppo.center_advantages
-        )
+        advantages = advantages_and_targets(self.population, shaped, self.ppo)
         stats = clipped_ppo_update(self, shaped, advantages)
         intrinsic = (shaped.rewards - rollout.rewards).sum(dim=(0, 2)).mean()
         return {**stats, "imr/intrinsic_return": float(intrinsic)}

@@ -56,9 +56,7 @@ def clipped_ppo_update(
     states, actions = rollout.flat_states(), rollout.flat_actions()
     old_logp_a = rollout.log_probs.reshape(-1, pop.n_agents).T  # [N, M]
     if advantages is None:
-        advantages = advantages_and_targets(
-            pop, rollout, learner.ppo.gamma, learner.ppo.gae_lambda, learner.ppo.center_advantages
-        )
+        advantages = advantages_and_targets(pop, rollout, learner.ppo)
     adv, targets = advantages
     for _ in range(learner.ppo.iterations):
         for idx in minibatch_indices(states.shape[0], learner.ppo.minibatches, learner.generator):

@@ -74,9 +74,7 @@ class PolicyParameterSharing(StackedLearner):
         pop, n = self.population, self.population.n_agents
         states, actions = rollout.flat_states(), rollout.flat_actions()
         m = states.shape[0]
-        adv, targets = advantages_and_targets(
-            pop, rollout, self.ppo.gamma, self.ppo.gae_lambda, self.ppo.center_advantages
-        )
+        adv, targets = advantages_and_targets(pop, rollout, self.ppo)
         # Head j of every agent is scored on a_j: index [N(i), N(j), M, 1].
         act = actions.T.reshape(1, n, m, 1).expand(n, n, m, 1)
         with torch.no_grad():

@@ -27,18 +27,24 @@ class PpoSettings:
     max_grad_norm: float = 0.5  # per agent; confide's choice (the papers are silent)
     entropy_coef: float = 0.0  # confide's choice: the papers use no entropy bonus
     center_advantages: bool = False  # subtract each agent's batch mean from Â (off: the papers are silent)
+    # (Â − mean) / (std + 1e-5) per agent over the update batch: MAPPO's train(), which DPO's and IPPO's
+    # code inherits (DPO App. B). On for the DPO family and IPPO on DPO's environments (decision 12).
+    standardise_advantages: bool = False
 
 
 @torch.no_grad()
 def advantages_and_targets(
-    population: Population, rollout: Rollout, gamma: float, lam: float, center: bool = False
+    population: Population, rollout: Rollout, ppo: PpoSettings
 ) -> tuple[Tensor, Tensor]:
     """Each agent's GAE advantages Â_i and λ-return targets, both ``[M, N]`` (M = T·B).
 
     Agent i's critic V_i sees only agent i's reward (AS/SS Eq. 17; decision 11 λ-returns). With
-    ``center`` each agent's advantages have their batch mean removed (targets are unchanged): AS's
-    printed ξ_{N_i} denominator makes the anticipations' gradient depend on a constant shift of Â.
+    ``ppo.center_advantages`` each agent's advantages have their batch mean removed (targets are
+    unchanged): AS's printed ξ_{N_i} denominator makes the anticipations' gradient depend on a constant
+    shift of Â. With ``ppo.standardise_advantages`` they are also divided by their batch std (+ 1e-5),
+    per agent: an agent normalises only its own advantages, as each of MAPPO's per-agent trainers does.
     """
+    gamma, lam = ppo.gamma, ppo.gae_lambda
     T, B = rollout.horizon, rollout.batch_size
     v = population.values(rollout.flat_states()).T.reshape(T, B, -1)
     v_next = population.values(rollout.next_states.reshape(T * B, -1)).T.reshape(T, B, -1)
@@ -46,8 +52,10 @@ def advantages_and_targets(
     targets = adv + v
     n = rollout.rewards.shape[-1]
     adv, targets = adv.reshape(T * B, n), targets.reshape(T * B, n)
-    if center:
+    if ppo.center_advantages or ppo.standardise_advantages:
         adv = adv - adv.mean(dim=0, keepdim=True)
+    if ppo.standardise_advantages:
+        adv = adv / (adv.std(dim=0, unbiased=False, keepdim=True) + 1e-5)
     return adv, targets
 
 

@@ -75,7 +75,7 @@ class ValueParameterSharing(StackedLearner):
         """IPPO's actor steps, then the critic's λ-return regression by DP-SGD."""
         ppo, pop, dp = self.ppo, self.population, self.dp_sgd
         assert dp is not None
-        adv, targets = advantages_and_targets(pop, rollout, ppo.gamma, ppo.gae_lambda, ppo.center_advantages)
+        adv, targets = advantages_and_targets(pop, rollout, ppo)
         stats = clipped_ppo_update(self, rollout, (adv, None))  # actors only
         states = rollout.flat_states()
         for _ in range(ppo.iterations):

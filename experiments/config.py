@@ -214,6 +214,7 @@ class PpoConfig:
     max_grad_norm: float | None = None
     entropy_coef: float | None = None
     center_advantages: bool | None = None
+    standardise_advantages: bool | None = None
 
     def __post_init__(self) -> None:
         _check_types(self, "ppo")
@@ -267,6 +268,10 @@ class TrainConfig:
 RESUMABLE_CHANGES: tuple[str, ...] = ("train.checkpoint_every", "train.progress")
 
 
+CENTRAL_ADVANTAGES = ("cl", "centralized_ppo", "vs", "iql")
+"""Algorithms whose advantages do not come from ``core.ppo.advantages_and_targets``."""
+
+
 @dataclass(frozen=True)
 class RunConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
@@ -287,6 +292,11 @@ class RunConfig:
         _check(
             kind != "random_partners" or self.topology.partners <= n - 1,
             f"topology.partners must be at most env.agents - 1 = {n - 1}, got {self.topology.partners}",
+        )
+        _check(
+            not self.ppo.standardise_advantages or self.algo.name not in CENTRAL_ADVANTAGES,
+            f"ppo.standardise_advantages applies to each agent's own GAE advantages; {self.algo.name} "
+            "forms its advantages otherwise (a central critic, shared values or Q-learning)",
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,6 +13,7 @@
 | episodes per update | ``train.batch`` (default 16) | same | choice (the papers: 1) |
 | per-agent gradient clip | 0.5 | 0.5 | choice |
 | entropy bonus | 0 | 0 | choice (no paper uses one) |
+| advantage normalisation | none (κ̂ = mean abs Â is defined on raw advantages) | standardised per agent and update batch, (Â − mean)/(std + 1e-5) | DPO App. B: its IPPO (and DPO) code is MAPPO's, whose train() always standardises; β init 0.01 presumes unit-scale Â |
 | VS, VPS, PS (baselines of AS/SS Sec. 5.2) | this column (SHARING_PPO, SHARING_SIZES) | – | decision 12 |
 | VPS/PS consensus | one Metropolis–Hastings step per update, after the K iterations | – | choice (`core/consensus.py`) |
 | CL | central critic of Σ_i r_i (critic_hidden, critic lr); actors take the central advantages | – | choice (`core/centralized_learning.py`) |
@@ -42,7 +43,7 @@ from confide.envs.matrix_games import MATRIX_GAMES
 from confide.experiments.config import RunConfig
 
 SHARING_PPO = PpoSettings(actor_lr=1e-4, critic_lr=1e-4, iterations=3)
-DPO_PPO = PpoSettings(actor_lr=5e-4, critic_lr=5e-4, iterations=15)
+DPO_PPO = PpoSettings(actor_lr=5e-4, critic_lr=5e-4, iterations=15, standardise_advantages=True)
 SHARING_SIZES = NetworkSizes((128, 64), (128, 64))
 DPO_SIZES = NetworkSizes((128, 128), (128, 128))
 DPO_FAMILY = ("dpo", "dpo_shared", "dpo_no_sqrt_kl", "dpo_no_kl", "ippo_kl")

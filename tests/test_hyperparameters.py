@@ -1,7 +1,13 @@
 """Which paper's table a run takes (experiments/hyperparameters.py)."""
 
+import pytest
+import torch
+
+from confide.core.population import NetworkSizes, Population
+from confide.core.ppo import PpoSettings, advantages_and_targets
+from confide.core.rollout import Rollout
 from confide.experiments import hyperparameters as hp
-from confide.experiments.config import AlgoConfig, EnvConfig, RunConfig
+from confide.experiments.config import AlgoConfig, ConfigError, EnvConfig, PpoConfig, RunConfig
 
 
 def _config(algo: str, env: str) -> RunConfig:
@@ -28,3 +34,47 @@ def test_independent_ppo_keeps_the_as_table_on_c_predation():
         assert hp.ppo_settings(config) == hp.ppo_settings(_config("as", "predation"))
         assert hp.ppo_settings(config).iterations == 3 and hp.ppo_settings(config).actor_lr == 1e-4
         assert hp.network_sizes(config) == hp.SHARING_SIZES
+
+
+def test_dpo_and_its_ippo_standardise_advantages_the_as_ss_table_does_not():
+    for env in hp.DPO_ENVIRONMENTS:
+        for algo in ("dpo", "ippo", "ippo_kl", "dpo_no_kl"):
+            assert hp.ppo_settings(_config(algo, env)).standardise_advantages
+    for algo in ("as", "ss", "ippo", "vps"):
+        assert not hp.ppo_settings(_config(algo, "predation")).standardise_advantages
+    raw = RunConfig(
+        env=EnvConfig(name="stochastic_game"),
+        algo=AlgoConfig(name="dpo"),
+        ppo=PpoConfig(standardise_advantages=False),
+    )
+    assert not hp.ppo_settings(raw).standardise_advantages  # the raw variant on request
+
+
+def test_standardised_advantages_are_per_agent_mean_zero_std_one():
+    torch.manual_seed(0)
+    pop = Population(3, 4, 2, 1, NetworkSizes((8,), (8,)), torch.Generator().manual_seed(1))
+    T, B = 5, 2
+    rewards = torch.randn(T, B, 3) * torch.tensor([1.0, 10.0, 100.0])  # very different scales per agent
+    rollout = Rollout(
+        states=torch.randn(T, B, 4),
+        next_states=torch.randn(T, B, 4),
+        actions=torch.zeros(T, B, 3, dtype=torch.long),
+        log_probs=torch.zeros(T, B, 3),
+        rewards=rewards,
+        ends=torch.zeros(T, B, dtype=torch.bool),
+        positions=None,
+        cooperative=None,
+    )
+    raw, targets = advantages_and_targets(pop, rollout, PpoSettings())
+    std, std_targets = advantages_and_targets(pop, rollout, PpoSettings(standardise_advantages=True))
+    torch.testing.assert_close(std_targets, targets)  # critic targets are untouched
+    torch.testing.assert_close(std.mean(dim=0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(std.std(dim=0, unbiased=False), torch.ones(3), atol=1e-4, rtol=0)
+    expected = (raw - raw.mean(dim=0)) / (raw.std(dim=0, unbiased=False) + 1e-5)
+    torch.testing.assert_close(std, expected)
+
+
+@pytest.mark.parametrize("algo", ["cl", "centralized_ppo", "vs", "iql"])
+def test_standardising_is_refused_where_advantages_are_not_each_agents_own_gae(algo):
+    with pytest.raises(ConfigError, match="standardise_advantages"):
+        RunConfig(algo=AlgoConfig(name=algo), ppo=PpoConfig(standardise_advantages=True))
