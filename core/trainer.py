@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,7 @@ from confide.experiments.checkpoint import (
 )
 from confide.experiments.config import ConfigError, RunConfig
 from confide.experiments.io import append_jsonl, atomic_write_json, atomic_write_jsonl
+from confide.experiments.provenance import code_version
 from confide.topologies import NeighbourSchedule
 from confide.topologies import TopologyConfig as GraphConfig
 
@@ -222,13 +224,13 @@ def train(
     run = start_run(config, env)
     run.tap.keep_payloads = keep_payloads
     out = Path(run_dir) if run_dir is not None else None
-    wall_before = 0.0
+    wall_before, code_history = 0.0, [code_version()]
     if resume:
         if out is None:
             raise ValueError("resume needs the run directory")
-        wall_before = _restore(run, config, out)
+        wall_before, code_history = _restore(run, config, out)
     if out is not None:
-        _start_files(config, out, run.metrics, keep_checkpoint=resume)
+        _start_files(config, out, run.metrics, keep_checkpoint=resume, code_history=code_history)
     bar = _progress(config, progress, done=len(run.metrics))
     updates, every = config.train.updates, config.train.checkpoint_every
     try:
@@ -241,8 +243,12 @@ def train(
                     append_jsonl(out / "metrics.jsonl", [row])  # rewritten atomically at the end
                     if done == updates or (every and done % every == 0) or stop.signal is not None:
                         wall = wall_before + time.perf_counter() - started
-                        save_checkpoint(checkpoint_path(out), config.to_dict(), done, wall, run.state_dict())
-                        atomic_write_json(out / "summary.json", _incomplete_summary(config, done))
+                        save_checkpoint(
+                            checkpoint_path(out), config.to_dict(), done, wall, run.state_dict(), code_history
+                        )
+                        atomic_write_json(
+                            out / "summary.json", _incomplete_summary(config, done, code_history)
+                        )
                 if bar is not None:
                     bar.update(1, collective_return=row["collective_return"])
                 if stop.signal is not None and done < updates:
@@ -252,6 +258,7 @@ def train(
             bar.close()
     wall = wall_before + time.perf_counter() - started
     summary = run_summary(config, env, run, wall)
+    summary["code_history"] = code_history  # more than one entry: resumed by other code than started it
     if out is not None:
         atomic_write_jsonl(out / "metrics.jsonl", run.metrics)  # durable before the run says complete
         atomic_write_json(out / "summary.json", summary)
@@ -289,13 +296,17 @@ def _one_update(
     return row
 
 
-def _restore(run: RunState, config: RunConfig, out: Path) -> float:
-    """Load ``out``'s checkpoint into ``run``; return the wall time already spent (0 without one)."""
+def _restore(run: RunState, config: RunConfig, out: Path) -> tuple[float, list[str]]:
+    """Load ``out``'s checkpoint into ``run``; return the wall time already spent (0 without one) and
+    the code versions that trained the run so far, this process's last (``experiments.provenance``).
+
+    Resuming with other code than wrote the checkpoint is allowed (a fix to a report module should not
+    cost a week of training) but never silent: a warning now, two entries in ``code_history`` later."""
     path = checkpoint_path(out)
     if not path.exists():
         if run_is_complete(out):
             raise CheckpointError(f"{out} holds a complete run; there is nothing to resume")
-        return 0.0
+        return 0.0, [code_version()]
     checkpoint = load_checkpoint(path)
     differs = config_differences(checkpoint["config"], config.to_dict())
     if differs:
@@ -309,20 +320,34 @@ def _restore(run: RunState, config: RunConfig, out: Path) -> float:
         raise CheckpointError(f"checkpoint {path} does not fit this run ({first[:120]})") from err
     if len(run.metrics) != checkpoint["updates_done"]:
         raise CheckpointError(f"checkpoint {path} is inconsistent (metrics rows != updates done)")
-    return float(checkpoint["wall_seconds"])
+    history = list(checkpoint["code_history"])
+    if history[-1] != code_version():
+        warnings.warn(
+            f"{out}: resuming a run trained so far by code {history[-1]} with code {code_version()}; "
+            "its summary.json lists both (code_history)",
+            stacklevel=3,
+        )
+        history.append(code_version())
+    return float(checkpoint["wall_seconds"]), history
 
 
-def _start_files(config: RunConfig, out: Path, metrics: list[dict[str, Any]], keep_checkpoint: bool) -> None:
+def _start_files(
+    config: RunConfig,
+    out: Path,
+    metrics: list[dict[str, Any]],
+    keep_checkpoint: bool,
+    code_history: list[str],
+) -> None:
     """Mark the run incomplete before any update, so a crash is never read as a finished run."""
     out.mkdir(parents=True, exist_ok=True)
     if not keep_checkpoint:
         checkpoint_path(out).unlink(missing_ok=True)  # a stale checkpoint of an earlier run here
     atomic_write_json(out / "config.json", config.to_dict())
     atomic_write_jsonl(out / "metrics.jsonl", metrics)
-    atomic_write_json(out / "summary.json", _incomplete_summary(config, len(metrics)))
+    atomic_write_json(out / "summary.json", _incomplete_summary(config, len(metrics), code_history))
 
 
-def _incomplete_summary(config: RunConfig, done: int) -> dict[str, Any]:
+def _incomplete_summary(config: RunConfig, done: int, code_history: list[str]) -> dict[str, Any]:
     """What ``summary.json`` says while a run is unfinished (or after it crashed): never aggregated."""
     return {
         "algo": config.algo.name,
@@ -331,6 +356,8 @@ def _incomplete_summary(config: RunConfig, done: int) -> dict[str, Any]:
         "seed": config.train.seed,
         "updates": done,
         "updates_planned": config.train.updates,
+        "code": code_history[-1],
+        "code_history": code_history,
         "complete": False,
     }
 
@@ -429,6 +456,8 @@ def run_summary(config: RunConfig, env: VecEnv, run: RunState, wall: float) -> d
         "channel": channel_summary(config, run.channel),
         "wall_seconds": wall,
         "transcript_digest": run.tap.transcript_digest(),
+        "code": code_version(),
+        "code_history": [code_version()],
         "complete": True,
     }
     if config.env.name == "predation":

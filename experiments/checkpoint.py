@@ -5,6 +5,7 @@ fsync + rename, ``experiments.io``), so a crash mid-write leaves the previous ch
 holds the resolved config, the number of updates done, the wall time so far and the run's state (every
 agent's networks and optimisers, the channel layers' counters and transcript, the generators' states,
 the topology schedule and the metrics rows so far); ``core.trainer.RunState`` decides what that is.
+It also lists the code versions that trained the run (``experiments.provenance``).
 
 Format: ``torch.save`` of plain containers, read back with ``torch.load(weights_only=True)``. The
 tensors (parameters, Adam moments, the torch generator state) round-trip bit for bit, which exact
@@ -27,6 +28,7 @@ import torch
 
 from confide.experiments.config import RESUMABLE_CHANGES, ConfigError, config_from_dict
 from confide.experiments.io import atomic_write_bytes
+from confide.experiments.provenance import UNKNOWN_CODE
 
 CHECKPOINT_FILE = "checkpoint.pt"
 FORMAT = 1
@@ -50,9 +52,15 @@ def run_is_complete(run_dir: str | Path) -> bool:
 
 
 def save_checkpoint(
-    path: str | Path, config: dict[str, Any], updates_done: int, wall_seconds: float, state: dict[str, Any]
+    path: str | Path,
+    config: dict[str, Any],
+    updates_done: int,
+    wall_seconds: float,
+    state: dict[str, Any],
+    code_history: list[str],
 ) -> None:
-    """Write a checkpoint atomically; on failure the previous one is unchanged (``ResultWriteError``)."""
+    """Write a checkpoint atomically; on failure the previous one is unchanged (``ResultWriteError``).
+    ``code_history``: the code versions that trained the run so far (``experiments.provenance``)."""
     buffer = io.BytesIO()
     torch.save(
         {
@@ -61,6 +69,7 @@ def save_checkpoint(
             "updates_done": updates_done,
             "wall_seconds": wall_seconds,
             "state": state,
+            "code_history": list(code_history),
         },
         buffer,
     )
@@ -82,6 +91,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     keys = {"format", "config", "updates_done", "wall_seconds", "state"}
     if not isinstance(data, dict) or not keys <= set(data) or data["format"] != FORMAT:
         raise CheckpointError(f"{p} is not a confide checkpoint of format {FORMAT}")
+    history = data.setdefault("code_history", [UNKNOWN_CODE])  # written before code was recorded
+    if not (isinstance(history, list) and history and all(isinstance(v, str) for v in history)):
+        raise CheckpointError(f"{p} has a malformed code_history")
     return data
 
 

@@ -42,6 +42,7 @@ from confide.experiments.figure_spec import (
     load_figures,
 )
 from confide.experiments.io import atomic_write_bytes, atomic_write_json
+from confide.experiments.provenance import code_note, code_spread
 from confide.experiments.sweep import (
     Sweep,
     SweepResult,
@@ -174,8 +175,11 @@ def measure_sweep(
     main = main_key(figure, pts)
     found = checks(figure, pts, main)
     plots = write_plots(figure, pts, main, out)
+    versions, mixed = code_spread([r["summary"] for p in pts for r in p.runs])
     record.update(
         {
+            "code_versions": versions,
+            "runs_mixed_code": mixed,
             "runs_complete": sum(len(p.runs) for p in pts),
             "run_seconds": sum(r["summary"]["wall_seconds"] for p in pts for r in p.runs),
             "failed": sorted(failed),
@@ -205,6 +209,8 @@ def measure_sweep(
             f"`a > b`: Welch's one-sided t-test over seeds, p < {ALPHA}. `a >= b`: b is not significantly "
             "higher (a weak test with few seeds: read the intervals). `a >= x`: the 95% interval's lower end."
         )
+    if code_note(versions, mixed):
+        lines += ["", code_note(versions, mixed)]
     if failed:
         lines += [
             "",

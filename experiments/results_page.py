@@ -27,6 +27,7 @@ from typing import Any
 
 from confide.experiments.figure_spec import PAPER_FILES, PAPER_NAMES, Figure, load_figures
 from confide.experiments.io import atomic_write_bytes
+from confide.experiments.provenance import code_note
 from confide.experiments.reproduce import describe_shape
 from confide.experiments.stats import mean_ci
 
@@ -160,7 +161,8 @@ def measurement(record: dict[str, Any]) -> str:
     done, planned = record.get("runs_complete", 0), record["shape"]["runs"]
     partial = f" Only {done} of {planned} runs complete." if done < planned else ""
     head = f"**{verdict(record)}.** {record['date']}, {shape}.{partial} {body}."
-    return _cell(head + (f" Checks: {checks}." if checks else "") + failed)
+    mixed = code_note(record.get("code_versions", []), record.get("runs_mixed_code", 0))
+    return _cell(head + (f" Checks: {checks}." if checks else "") + failed + (f" {mixed}" if mixed else ""))
 
 
 def paper_measurement(records: dict[str, Any]) -> str:

@@ -32,6 +32,7 @@ from confide.experiments.privacy_utility import (  # noqa: E402
     has_privacy,
     plot_score_against_epsilon,
 )
+from confide.experiments.provenance import code_note, code_spread  # noqa: E402
 from confide.experiments.stats import mean_ci  # noqa: E402
 from confide.experiments.sweep import Sweep, expand, format_value, points  # noqa: E402
 
@@ -188,6 +189,9 @@ def write_sweep_report(out: Path, sweep: Sweep) -> tuple[Path, list[Path]]:
     ]
     if has_privacy(results):
         lines += ["", "## Privacy (the accountant's ε per agent)", "", *epsilon_table(results)]
+    mixed = code_note(*code_spread([s for r in results for s in r.summaries]))
+    if mixed:
+        lines += ["", mixed]
     missing = [f"{r.pid}/s{s}" for r in results for s in r.missing]
     if missing:
         lines += ["", f"Incomplete or failed runs ({len(missing)}): " + ", ".join(f"`{m}`" for m in missing)]

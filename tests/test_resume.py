@@ -296,7 +296,12 @@ def test_a_checkpoint_from_before_a_new_config_field_resumes(tmp_path, monkeypat
     older = json.loads(json.dumps(checkpoint["config"]))
     del older["algo"]["network"]  # as written before `algo.network` existed
     trainer.save_checkpoint(
-        tmp_path / "checkpoint.pt", older, checkpoint["updates_done"], 0.0, checkpoint["state"]
+        tmp_path / "checkpoint.pt",
+        older,
+        checkpoint["updates_done"],
+        0.0,
+        checkpoint["state"],
+        checkpoint["code_history"],
     )
     resumed = trainer.train(config, tmp_path, resume=True)
     assert resumed.metrics == reference.metrics and resumed.transcript_digest == reference.transcript_digest
@@ -308,7 +313,12 @@ def test_a_checkpoint_from_before_a_new_config_field_resumes(tmp_path, monkeypat
     renamed = json.loads(json.dumps(checkpoint["config"]))
     renamed["algo"]["old_name"] = 1
     trainer.save_checkpoint(
-        tmp_path / "b" / "checkpoint.pt", renamed, checkpoint["updates_done"], 0.0, checkpoint["state"]
+        tmp_path / "b" / "checkpoint.pt",
+        renamed,
+        checkpoint["updates_done"],
+        0.0,
+        checkpoint["state"],
+        checkpoint["code_history"],
     )
     with pytest.raises(CheckpointError, match="differs in algo.old_name"):
         trainer.train(config, tmp_path / "b", resume=True)
