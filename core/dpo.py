@@ -8,6 +8,7 @@ with c = 1/N (Eq. 20) or 1 (the public code), per-sample exact categorical KL an
 samples (not √ of the mean). After the update, D_KL^avg is measured and (Eq. 21; δ = 1.5, ω = 2 by
 default, ``algo.delta``/``algo.omega`` in a run config, DPO Fig. 9)
 β ← β·ω if D > d_target·δ, β ← β/ω if D < d_target/δ, clamped to [1e-3, 1e3] (decision 6).
+``ppo.entropy_coef`` > 0 adds MAPPO's entropy bonus to the loss (the papers' tables do not: off).
 
 Variants (``DpoConfig.statistics``):
 - ``"own"`` (the paper): each agent adapts both β from its own D_KL^avg. Sends nothing.
@@ -121,6 +122,8 @@ class DecentralizedPolicyOptimization(StackedLearner):
                 loss = (
                     -gain + self.beta1 * kl.clamp_min(1e-12).sqrt().mean(dim=1) + self.beta2 * kl.mean(dim=1)
                 )
+                if self.ppo.entropy_coef:  # MAPPO's bonus, which DPO's code inherits (off by default)
+                    loss = loss - self.ppo.entropy_coef * -(logp.exp() * logp).sum(-1).mean(dim=1)
                 self.optimiser.step_actor(loss.sum())
                 closs = critic_step(pop, self.optimiser, states[idx], targets[idx])
         with torch.no_grad():

@@ -271,6 +271,32 @@ RESUMABLE_CHANGES: tuple[str, ...] = ("train.checkpoint_every", "train.progress"
 CENTRAL_ADVANTAGES = ("cl", "centralized_ppo", "vs", "iql")
 """Algorithms whose advantages do not come from ``core.ppo.advantages_and_targets``."""
 
+_NO_ENTROPY = "its actor loss has no entropy term"
+_NO_CLIP = "it does not clip the ratio (a KL penalty bounds the step)"
+_Q_LEARNING = "it is Q-learning: only ppo.gamma applies (core.independent_q_learning.IqlSettings)"
+UNUSED_PPO_FIELDS: dict[str, dict[str, str]] = {
+    **{name: {"entropy_coef": _NO_ENTROPY} for name in ("as", "as_peer", "ss")},
+    **{
+        name: {"clip_eps": _NO_CLIP}
+        for name in ("dpo", "dpo_shared", "dpo_no_sqrt_kl", "dpo_no_kl", "ippo_kl")
+    },
+    "iql": {
+        name: _Q_LEARNING
+        for name in (
+            "gae_lambda",
+            "clip_eps",
+            "actor_lr",
+            "critic_lr",
+            "iterations",
+            "minibatches",
+            "max_grad_norm",
+            "entropy_coef",
+            "center_advantages",
+        )
+    },
+}
+"""PPO overrides an algorithm would ignore, with the reason: setting one is an error, not a no-op."""
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -298,6 +324,11 @@ class RunConfig:
             f"ppo.standardise_advantages applies to each agent's own GAE advantages; {self.algo.name} "
             "forms its advantages otherwise (a central critic, shared values or Q-learning)",
         )
+        for name, reason in UNUSED_PPO_FIELDS.get(self.algo.name, {}).items():
+            _check(
+                getattr(self.ppo, name) is None,
+                f"ppo.{name} has no effect on {self.algo.name}: {reason}; remove it",
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

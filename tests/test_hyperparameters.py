@@ -7,7 +7,7 @@ from confide.core.population import NetworkSizes, Population
 from confide.core.ppo import PpoSettings, advantages_and_targets
 from confide.core.rollout import Rollout
 from confide.experiments import hyperparameters as hp
-from confide.experiments.config import AlgoConfig, ConfigError, EnvConfig, PpoConfig, RunConfig
+from confide.experiments.config import AlgoConfig, ConfigError, EnvConfig, PpoConfig, RunConfig, TrainConfig
 
 
 def _config(algo: str, env: str) -> RunConfig:
@@ -78,3 +78,47 @@ def test_standardised_advantages_are_per_agent_mean_zero_std_one():
 def test_standardising_is_refused_where_advantages_are_not_each_agents_own_gae(algo):
     with pytest.raises(ConfigError, match="standardise_advantages"):
         RunConfig(algo=AlgoConfig(name=algo), ppo=PpoConfig(standardise_advantages=True))
+
+
+@pytest.mark.parametrize(
+    "algo,field,value,reason",
+    [
+        ("as", "entropy_coef", 0.01, "no entropy term"),
+        ("ss", "entropy_coef", 0.01, "no entropy term"),
+        ("dpo", "clip_eps", 0.2, "does not clip"),
+        ("ippo_kl", "clip_eps", 0.3, "does not clip"),
+        ("iql", "actor_lr", 1e-3, "Q-learning"),
+        ("iql", "iterations", 4, "Q-learning"),
+    ],
+)
+def test_a_ppo_override_the_algorithm_would_ignore_is_refused(algo, field, value, reason):
+    with pytest.raises(ConfigError, match=f"ppo.{field} has no effect on {algo}: .*{reason}"):
+        RunConfig(algo=AlgoConfig(name=algo), ppo=PpoConfig(**{field: value}))
+
+
+@pytest.mark.parametrize("algo,field", [("ippo", "entropy_coef"), ("dpo", "entropy_coef"), ("iql", "gamma")])
+def test_ppo_overrides_the_algorithm_uses_are_accepted(algo, field):
+    RunConfig(algo=AlgoConfig(name=algo), ppo=PpoConfig(**{field: 0.5}))
+
+
+def test_dpo_honours_the_entropy_bonus():
+    """A large bonus keeps the policies nearer uniform than none does, from the same seed."""
+    from confide.core.trainer import _one_update, make_run_env, start_run
+
+    entropies = {}
+    for coef in (None, 1.0):
+        config = RunConfig(
+            env=EnvConfig(name="stochastic_game", agents=3, reward="team"),
+            algo=AlgoConfig(name="dpo"),
+            ppo=PpoConfig(entropy_coef=coef),
+            train=TrainConfig(updates=4, batch=2, seed=5),
+        )
+        env = make_run_env(config)
+        run = start_run(config, env)
+        for update in range(4):
+            _one_update(run, env, update)
+        pop = run.learner.population
+        with torch.no_grad():
+            logp = torch.log_softmax(pop.own_logits(torch.eye(env.state_dim)), dim=-1)
+        entropies[coef] = float(-(logp.exp() * logp).sum(-1).mean())
+    assert entropies[1.0] > entropies[None]
