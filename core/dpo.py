@@ -122,8 +122,9 @@ class DecentralizedPolicyOptimization(StackedLearner):
                 loss = (
                     -gain + self.beta1 * kl.clamp_min(1e-12).sqrt().mean(dim=1) + self.beta2 * kl.mean(dim=1)
                 )
+                entropy = -(logp.exp() * logp).sum(-1)
                 if self.ppo.entropy_coef:  # MAPPO's bonus, which DPO's code inherits (off by default)
-                    loss = loss - self.ppo.entropy_coef * -(logp.exp() * logp).sum(-1).mean(dim=1)
+                    loss = loss - self.ppo.entropy_coef * entropy.mean(dim=1)
                 self.optimiser.step_actor(loss.sum())
                 closs = critic_step(pop, self.optimiser, states[idx], targets[idx])
         with torch.no_grad():
@@ -142,6 +143,7 @@ class DecentralizedPolicyOptimization(StackedLearner):
             "loss/gain": float(gain.detach().mean()),
             "loss/critic": float(closs.mean()),
             "kl/mean": float(kl_mean.mean()),
+            "entropy/mean": float(entropy.detach().mean()),  # the policies' (nats), last minibatch
             "beta1/mean": float(self.beta1.mean()),
             "beta2/mean": float(self.beta2.mean()),
         }

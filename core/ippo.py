@@ -69,7 +69,10 @@ def clipped_ppo_update(
             learner.optimiser.step_actor(loss.sum())
             if targets is not None:
                 closs = critic_step(pop, learner.optimiser, states[idx], targets[idx])
-    stats = {"loss/surrogate": float(surrogate.detach().mean())}
+    stats = {
+        "loss/surrogate": float(surrogate.detach().mean()),
+        "entropy/mean": float(entropy.detach().mean()),  # the policies' (nats), last minibatch
+    }
     if targets is not None:
         stats["loss/critic"] = float(closs.mean())
     return stats

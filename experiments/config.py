@@ -273,29 +273,16 @@ CENTRAL_ADVANTAGES = ("cl", "centralized_ppo", "vs", "iql")
 
 _NO_ENTROPY = "its actor loss has no entropy term"
 _NO_CLIP = "it does not clip the ratio (a KL penalty bounds the step)"
-_Q_LEARNING = "it is Q-learning: only ppo.gamma applies (core.independent_q_learning.IqlSettings)"
 UNUSED_PPO_FIELDS: dict[str, dict[str, str]] = {
     **{name: {"entropy_coef": _NO_ENTROPY} for name in ("as", "as_peer", "ss")},
     **{
         name: {"clip_eps": _NO_CLIP}
         for name in ("dpo", "dpo_shared", "dpo_no_sqrt_kl", "dpo_no_kl", "ippo_kl")
     },
-    "iql": {
-        name: _Q_LEARNING
-        for name in (
-            "gae_lambda",
-            "clip_eps",
-            "actor_lr",
-            "critic_lr",
-            "iterations",
-            "minibatches",
-            "max_grad_norm",
-            "entropy_coef",
-            "center_advantages",
-        )
-    },
 }
-"""PPO overrides an algorithm would ignore, with the reason: setting one is an error, not a no-op."""
+"""PPO overrides an algorithm's loss would ignore, with the reason: setting one is an error, not a no-op.
+IQL is left out: it is a DQN with its own settings (``IqlSettings``) and uses only ``ppo.gamma``, and a
+sweep's base commonly sets PPO keys for all its algorithms (docs/decisions.md)."""
 
 
 @dataclass(frozen=True)

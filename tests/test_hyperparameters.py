@@ -87,8 +87,6 @@ def test_standardising_is_refused_where_advantages_are_not_each_agents_own_gae(a
         ("ss", "entropy_coef", 0.01, "no entropy term"),
         ("dpo", "clip_eps", 0.2, "does not clip"),
         ("ippo_kl", "clip_eps", 0.3, "does not clip"),
-        ("iql", "actor_lr", 1e-3, "Q-learning"),
-        ("iql", "iterations", 4, "Q-learning"),
     ],
 )
 def test_a_ppo_override_the_algorithm_would_ignore_is_refused(algo, field, value, reason):
