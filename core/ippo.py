@@ -72,6 +72,9 @@ def clipped_ppo_update(
     stats = {
         "loss/surrogate": float(surrogate.detach().mean()),
         "entropy/mean": float(entropy.detach().mean()),  # the policies' (nats), last minibatch
+        # KL(π_old ‖ π) on the last minibatch before its step, by the unbiased k3 estimator (r − 1) − log r
+        # on the sampled actions: IPPO's step size, to compare with DPO's exact "kl/mean"
+        "kl/approx": float(((ratio - 1) - ratio.log()).detach().mean()),
     }
     if targets is not None:
         stats["loss/critic"] = float(closs.mean())

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -278,8 +279,8 @@ def plot_curves(pts: list[Point], unit: str, path: Path, title: str) -> None:
     if unit == "normalised":
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xlabel("environment steps")
-    ax.set_ylabel(UNITS[unit])
-    ax.set_title(title, fontsize=9)
+    ax.set_ylabel(textwrap.fill(UNITS[unit], 45))  # long labels wrap inside the axes' height and width
+    ax.set_title(textwrap.fill(title, 90), fontsize=9)
     if ax.lines:
         ax.legend(fontsize=8)
     _save(fig, path)

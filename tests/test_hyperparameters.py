@@ -120,3 +120,19 @@ def test_dpo_honours_the_entropy_bonus():
             logp = torch.log_softmax(pop.own_logits(torch.eye(env.state_dim)), dim=-1)
         entropies[coef] = float(-(logp.exp() * logp).sum(-1).mean())
     assert entropies[1.0] > entropies[None]
+
+
+def test_dpo_and_ippo_log_their_policies_entropy_and_step_size():
+    import math
+
+    from confide.core.trainer import train
+
+    for algo, kl_key in (("dpo", "kl/mean"), ("ippo", "kl/approx")):
+        config = RunConfig(
+            env=EnvConfig(name="stochastic_game", agents=3, reward="team"),
+            algo=AlgoConfig(name=algo),
+            train=TrainConfig(updates=2, batch=2, seed=1),
+        )
+        for row in train(config).metrics:
+            assert 0 < row["entropy/mean"] <= math.log(5) + 1e-6  # five actions
+            assert row[kl_key] >= 0
