@@ -31,7 +31,7 @@ import httpx
 
 from confide.core.trainer import RunResult
 from confide.experiments.config import RunConfig
-from confide.experiments.io import atomic_write_json, atomic_write_jsonl
+from confide.experiments.io import atomic_write_json, atomic_write_jsonl, read_jsonl
 from confide.federation.client import node_count
 from confide.federation.flower_app import BACKEND_KEY, OUT_KEY, TIMEOUT_KEY
 from confide.federation.forwarder import HOST_KEY_ENV, NODE_HOST_CONFIG_KEY
@@ -294,7 +294,7 @@ def run_external(
         "left_alive": len(processes.alive()),
     }
     atomic_write_json(out / "summary.json", summary)
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if line]
+    metrics = read_jsonl(out / "metrics.jsonl")
     return RunResult(summary, metrics, summary["federation"]["transcript_digest"])
 
 

@@ -27,7 +27,7 @@ from flwr.supercore.run import Run
 from confide.core.registry import build_learner
 from confide.core.trainer import make_run_env
 from confide.experiments.config import config_from_dict
-from confide.experiments.io import atomic_write_json, atomic_write_jsonl
+from confide.experiments.io import append_jsonl, atomic_write_json, atomic_write_jsonl
 from confide.federation.central_dp import CentralDpSettings
 from confide.federation.client import RUN_CONFIG_KEY, node_count
 from confide.federation.grid import WireObserver, wire_size
@@ -118,8 +118,8 @@ def serve(grid: Grid, context: Context) -> None:
     kinds = build_learner(config, env.state_dim, env.n_actions, torch.Generator()).message_kinds
     n_nodes = node_count(config)
 
-    def on_update(row: dict[str, Any]) -> None:
-        atomic_write_jsonl(out / "metrics.jsonl", relay.metrics)
+    def on_update(row: dict[str, Any]) -> None:  # one appended row per update; rewritten at the end
+        append_jsonl(out / "metrics.jsonl", [row])
         atomic_write_json(out / "summary.json", incomplete_summary(config, backend, len(relay.metrics)))
 
     relay = Relay(config, kinds, env.n_actions, n_nodes, timeout, on_update, secagg, central_dp)
@@ -127,6 +127,7 @@ def serve(grid: Grid, context: Context) -> None:
     relay.main(MeteredGrid(grid, relay.flower_bytes), context)
     summary = federation_summary(config, env, relay, kinds, time.perf_counter() - started, backend, None)
     summary["federation"]["transcript_digest"] = relay.tap.transcript_digest()
+    atomic_write_jsonl(out / "metrics.jsonl", relay.metrics)  # durable before the run says complete
     atomic_write_json(out / "summary.json", summary)
 
 

@@ -33,7 +33,7 @@ from confide.core.registry import build_learner
 from confide.core.trainer import DEFAULT_TOPOLOGY, RunResult, make_run_env, run_summary
 from confide.experiments import hyperparameters as hp
 from confide.experiments.config import ConfigError, RunConfig, config_from_dict
-from confide.experiments.io import atomic_write_json, atomic_write_jsonl
+from confide.experiments.io import append_jsonl, atomic_write_json, atomic_write_jsonl
 from confide.federation.central_dp import CentralDpSettings
 from confide.federation.client import NODE_CONFIG_KEY, RUN_CONFIG_KEY, AgentNode, node_count
 from confide.federation.grid import SUPERLINK_NODE_ID, InProcessGrid
@@ -142,8 +142,8 @@ def federate(
     bar = _progress(config, progress)
 
     def on_update(row: dict[str, Any]) -> None:
-        if out is not None:
-            atomic_write_jsonl(out / "metrics.jsonl", relay.metrics)
+        if out is not None:  # one appended row per update; rewritten atomically at the end
+            append_jsonl(out / "metrics.jsonl", [row])
             atomic_write_json(out / "summary.json", incomplete_summary(config, backend, len(relay.metrics)))
         if bar is not None:
             bar.update(1, collective_return=row["collective_return"])
@@ -164,6 +164,7 @@ def federate(
     wall = time.perf_counter() - started
     summary = federation_summary(config, env, relay, kinds, wall, backend, grid)
     if out is not None:
+        atomic_write_jsonl(out / "metrics.jsonl", relay.metrics)  # durable before the run says complete
         atomic_write_json(out / "summary.json", summary)
     return RunResult(summary, relay.metrics, relay.tap.transcript_digest())
 

@@ -4,6 +4,7 @@ counted losses and rejections instead of a failed run."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from importlib.metadata import version
@@ -27,6 +28,7 @@ from confide.core.registry import build_learner
 from confide.core.trainer import train
 from confide.experiments.checkpoint import checkpoint_path, load_checkpoint
 from confide.experiments.config import ALGO_NAMES, ConfigError, config_from_dict
+from confide.experiments.io import read_jsonl
 from confide.federation.client import (
     CENTRAL_UNIT_ALGOS,
     JOINT_CONTROLLER_ALGOS,
@@ -175,6 +177,8 @@ def test_federated_run_equals_train(algo, tmp_path):
         assert mine and [n for n, _ in mine] == [n for n, _ in theirs]
         for (name, a), (_, b) in zip(mine, theirs, strict=True):
             assert torch.equal(a, b), f"node {k}: {name}"
+    on_disk = read_jsonl(tmp_path / "fed" / "metrics.jsonl")  # appended per update, rewritten at the end
+    assert on_disk == [json.loads(json.dumps(row, sort_keys=True)) for row in result.metrics]
     assert (
         (tmp_path / "fed" / "summary.json").is_file()
         and summary["complete"]
