@@ -111,7 +111,12 @@ def plot_score_against(results: list[PointResult], sweep: Sweep, key: str, path:
             ax.plot(xs, mean, marker="o", color=colours[algo], label=algo)
             ax.fill_between(xs, lo, hi, color=colours[algo], alpha=0.2)
         ax.set_xlabel(key)
-        ax.set_xticks(sorted({float(v) for v in sweep.grid[key]}))
+        ticks = sorted({float(v) for v in sweep.grid[key]})
+        positive = [t for t in ticks if t > 0]
+        if ticks[0] >= 0 and len(positive) >= 2 and positive[-1] / positive[0] >= 10:
+            # values spanning orders of magnitude (0, 0.001, 0.01): a linear axis piles the small ones up
+            ax.set_xscale("symlog", linthresh=positive[0])
+        ax.set_xticks(ticks, [format_value(t) for t in ticks])
         normalised = all(r.normalised for r in rs)
         ax.set_ylabel("final normalised return" if normalised else "final collective return (no optimum)")
         if facet:
