@@ -122,14 +122,15 @@ class DecentralizedPolicyOptimization(StackedLearner):
                 loss = (
                     -gain + self.beta1 * kl.clamp_min(1e-12).sqrt().mean(dim=1) + self.beta2 * kl.mean(dim=1)
                 )
-                entropy = -(logp.exp() * logp).sum(-1)
                 if self.ppo.entropy_coef:  # MAPPO's bonus, which DPO's code inherits (off by default)
-                    loss = loss - self.ppo.entropy_coef * entropy.mean(dim=1)
+                    loss = loss - self.ppo.entropy_coef * -(logp.exp() * logp).sum(-1).mean(dim=1)
                 self.optimiser.step_actor(loss.sum())
                 closs = critic_step(pop, self.optimiser, states[idx], targets[idx])
         with torch.no_grad():
-            kl = categorical_kl(old_logp, torch.log_softmax(pop.own_logits(states), dim=-1)).clamp_min(0.0)
+            new_logp = torch.log_softmax(pop.own_logits(states), dim=-1)
+            kl = categorical_kl(old_logp, new_logp).clamp_min(0.0)
             kl_mean, sqrt_mean = kl.mean(dim=1), kl.sqrt().mean(dim=1)
+            entropy = -(new_logp.exp() * new_logp).sum(-1).mean()
         if cfg.statistics == "shared":
             kl_for_b2, sqrt_for_b1 = self._shared_statistics(kl_mean, sqrt_mean, comms, neighbourhood)
             b1_target = math.sqrt(cfg.d_target)
@@ -143,7 +144,7 @@ class DecentralizedPolicyOptimization(StackedLearner):
             "loss/gain": float(gain.detach().mean()),
             "loss/critic": float(closs.mean()),
             "kl/mean": float(kl_mean.mean()),
-            "entropy/mean": float(entropy.detach().mean()),  # the policies' (nats), last minibatch
+            "entropy/mean": float(entropy),  # the policies' after the update (nats)
             "beta1/mean": float(self.beta1.mean()),
             "beta2/mean": float(self.beta2.mean()),
         }

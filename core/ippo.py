@@ -69,12 +69,15 @@ def clipped_ppo_update(
             learner.optimiser.step_actor(loss.sum())
             if targets is not None:
                 closs = critic_step(pop, learner.optimiser, states[idx], targets[idx])
+    with torch.no_grad():  # the update's result on the whole batch
+        logp = torch.log_softmax(pop.own_logits(states), dim=-1)
+        log_r = logp.gather(-1, actions.T.unsqueeze(-1)).squeeze(-1) - old_logp_a
     stats = {
         "loss/surrogate": float(surrogate.detach().mean()),
-        "entropy/mean": float(entropy.detach().mean()),  # the policies' (nats), last minibatch
-        # KL(π_old ‖ π) on the last minibatch before its step, by the unbiased k3 estimator (r − 1) − log r
-        # on the sampled actions: IPPO's step size, to compare with DPO's exact "kl/mean"
-        "kl/approx": float(((ratio - 1) - ratio.log()).detach().mean()),
+        "entropy/mean": float(-(logp.exp() * logp).sum(-1).mean()),  # the policies' (nats)
+        # KL(π_old ‖ π_new) by the unbiased k3 estimator r − 1 − log r on the sampled actions: the step
+        # IPPO took, to compare with DPO's exact "kl/mean"
+        "kl/approx": float((log_r.exp() - 1 - log_r).mean()),
     }
     if targets is not None:
         stats["loss/critic"] = float(closs.mean())

@@ -42,6 +42,8 @@ from confide.experiments.provenance import code_version
 from confide.topologies import NeighbourSchedule
 from confide.topologies import TopologyConfig as GraphConfig
 
+code_version()  # fingerprint the sources now, as imported (``experiments.provenance``)
+
 DEFAULT_TOPOLOGY = {"predation": "radius", "navigation": "line"}  # every other environment: complete
 
 
@@ -258,7 +260,8 @@ def train(
             bar.close()
     wall = wall_before + time.perf_counter() - started
     summary = run_summary(config, env, run, wall)
-    summary["code_history"] = code_history  # more than one entry: resumed by other code than started it
+    summary["code"] = code_history[-1]  # the last code that trained it (this process's, unless it trained
+    summary["code_history"] = code_history  # nothing); more than one entry: resumed by other code
     if out is not None:
         atomic_write_jsonl(out / "metrics.jsonl", run.metrics)  # durable before the run says complete
         atomic_write_json(out / "summary.json", summary)
@@ -321,7 +324,7 @@ def _restore(run: RunState, config: RunConfig, out: Path) -> tuple[float, list[s
     if len(run.metrics) != checkpoint["updates_done"]:
         raise CheckpointError(f"checkpoint {path} is inconsistent (metrics rows != updates done)")
     history = list(checkpoint["code_history"])
-    if history[-1] != code_version():
+    if history[-1] != code_version() and checkpoint["updates_done"] < config.train.updates:
         warnings.warn(
             f"{out}: resuming a run trained so far by code {history[-1]} with code {code_version()}; "
             "its summary.json lists both (code_history)",

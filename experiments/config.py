@@ -283,6 +283,9 @@ UNUSED_PPO_FIELDS: dict[str, dict[str, str]] = {
 """PPO overrides an algorithm's loss would ignore, with the reason: setting one is an error, not a no-op.
 IQL is left out: it is a DQN with its own settings (``IqlSettings``) and uses only ``ppo.gamma``, and a
 sweep's base commonly sets PPO keys for all its algorithms (docs/decisions.md)."""
+NEUTRAL_PPO_VALUES: dict[str, Any] = {"entropy_coef": 0.0}
+"""Values an unused field may still take: they ask for what the algorithm does anyway (a grid over
+``ppo.entropy_coef = [0, 0.01]`` across AS and IPPO runs its AS points at 0)."""
 
 
 @dataclass(frozen=True)
@@ -312,8 +315,9 @@ class RunConfig:
             "forms its advantages otherwise (a central critic, shared values or Q-learning)",
         )
         for name, reason in UNUSED_PPO_FIELDS.get(self.algo.name, {}).items():
+            value = getattr(self.ppo, name)
             _check(
-                getattr(self.ppo, name) is None,
+                value is None or (name in NEUTRAL_PPO_VALUES and value == NEUTRAL_PPO_VALUES[name]),
                 f"ppo.{name} has no effect on {self.algo.name}: {reason}; remove it",
             )
 

@@ -7,14 +7,15 @@ was resumed by other code than started it, every version that trained part of it
 (``"code_history"``). Aggregates (the results page, the sweep report) show when their runs disagree.
 
 The fingerprint is the SHA-256 of the Python sources of the packages that run an experiment (tests,
-benchmarks and docs are left out: they change no number), plus the torch and numpy versions, which
-decide bit-for-bit results as much as confide's own code does.
+benchmarks and docs are left out: they change no number), plus the versions of the numeric libraries
+(torch, numpy, scipy, networkx, opacus), which decide bit-for-bit results as much as confide's own code.
 """
 
 from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +50,29 @@ def source_digest(root: Path = PACKAGE_ROOT) -> str:
     return h.hexdigest()[:12]
 
 
+NUMERIC_LIBRARIES: tuple[str, ...] = ("torch", "numpy", "scipy", "networkx", "opacus")
+"""The installed libraries whose code computes numbers of a run (scipy: assignments and the exact DPO
+iteration; networkx: topologies; opacus: DP accounting and DP-SGD)."""
+
+
+def library_versions() -> str:
+    """``torch-2.13.0+numpy-…``: the installed versions, read from the package metadata (no import)."""
+    parts = []
+    for name in NUMERIC_LIBRARIES:
+        try:
+            parts.append(f"{name}-{metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{name}-none")
+    return "+".join(parts)
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """``src-<digest>+torch-<v>+numpy-<v>``: equal strings mean the same code computed the run.
+    """``src-<digest>+torch-<v>+numpy-<v>+…``: equal strings mean the same code computed the run.
 
-    Computed once per process, at the first call (the trainer's, as a run starts)."""
-    import numpy as np
-    import torch
-
-    return f"src-{source_digest()}+torch-{torch.__version__}+numpy-{np.__version__}"
+    Computed once per process; ``core.trainer`` calls it when it is imported, so the digest is of the
+    sources as Python loaded them, not of a checkout edited later while a sweep's workers run."""
+    return f"src-{source_digest()}+{library_versions()}"
 
 
 def code_spread(summaries: list[dict[str, Any]]) -> tuple[list[str], int]:

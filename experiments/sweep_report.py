@@ -87,6 +87,17 @@ def numeric_keys(sweep: Sweep) -> list[str]:
     ]
 
 
+def crowded_on_a_linear_axis(ticks: list[float]) -> bool:
+    """True for non-negative values spanning decades and spaced far from evenly (0, 0.001, 0.01): on a
+    linear axis the small ones pile up, so they get a symlog axis. Even grids (1…10, 0/0.1/0.3/0.5) do not."""
+    positive = [t for t in ticks if t > 0]
+    if ticks[0] < 0 or len(positive) < 2 or positive[-1] / positive[0] < 10:
+        return False
+    span = ticks[-1] - ticks[0]
+    smallest_gap = min(b - a for a, b in zip(ticks, ticks[1:], strict=False))
+    return smallest_gap < 0.5 * span / (len(ticks) - 1)
+
+
 def plot_score_against(results: list[PointResult], sweep: Sweep, key: str, path: Path) -> None:
     """Final score against ``key``: a line per algorithm with its 95% t band, a panel per combination
     of the other swept keys."""
@@ -112,10 +123,8 @@ def plot_score_against(results: list[PointResult], sweep: Sweep, key: str, path:
             ax.fill_between(xs, lo, hi, color=colours[algo], alpha=0.2)
         ax.set_xlabel(key)
         ticks = sorted({float(v) for v in sweep.grid[key]})
-        positive = [t for t in ticks if t > 0]
-        if ticks[0] >= 0 and len(positive) >= 2 and positive[-1] / positive[0] >= 10:
-            # values spanning orders of magnitude (0, 0.001, 0.01): a linear axis piles the small ones up
-            ax.set_xscale("symlog", linthresh=positive[0])
+        if crowded_on_a_linear_axis(ticks):
+            ax.set_xscale("symlog", linthresh=min(t for t in ticks if t > 0))
         ax.set_xticks(ticks, [format_value(t) for t in ticks])
         normalised = all(r.normalised for r in rs)
         ax.set_ylabel("final normalised return" if normalised else "final collective return (no optimum)")

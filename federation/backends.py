@@ -31,7 +31,7 @@ import httpx
 
 from confide.core.trainer import RunResult
 from confide.experiments.config import RunConfig
-from confide.experiments.io import atomic_write_json, atomic_write_jsonl, read_jsonl
+from confide.experiments.io import atomic_write_json, read_jsonl
 from confide.federation.client import node_count
 from confide.federation.flower_app import BACKEND_KEY, OUT_KEY, TIMEOUT_KEY
 from confide.federation.forwarder import HOST_KEY_ENV, NODE_HOST_CONFIG_KEY
@@ -220,14 +220,11 @@ def run_external(
     backend: str, config: RunConfig, run_config: dict[str, Any], run_dir: str | Path | None, timeout: float
 ) -> RunResult:
     """One run on Flower's ``ray`` or ``deployment`` runtime on loopback; the ServerApp writes ``run_dir``."""
-    from confide.federation.runner import incomplete_summary
+    from confide.federation.runner import start_files
 
     out = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="confide_federate_"))
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", config.to_dict())
-    atomic_write_jsonl(out / "metrics.jsonl", [])
-    atomic_write_json(out / "summary.json", incomplete_summary(config, backend, 0))
+    start_files(out, config, backend)
     flower = out / "flower"
     home, logs = flower / "home", flower / "logs"
     home.mkdir(parents=True, exist_ok=True)

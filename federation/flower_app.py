@@ -100,7 +100,7 @@ def wait_for_nodes(grid: Grid, count: int, timeout: float) -> None:
 
 def serve(grid: Grid, context: Context) -> None:
     """The ServerApp's main on Flower's runtimes: the in-process relay, results written to the run dir."""
-    from confide.federation.runner import federation_summary, incomplete_summary
+    from confide.federation.runner import federation_summary, incomplete_summary, start_files
 
     rc = context.run_config
     config = config_from_dict(json.loads(str(rc[RUN_CONFIG_KEY])))
@@ -117,6 +117,7 @@ def serve(grid: Grid, context: Context) -> None:
     env = make_run_env(config)
     kinds = build_learner(config, env.state_dim, env.n_actions, torch.Generator()).message_kinds
     n_nodes = node_count(config)
+    start_files(out, config, backend)  # also on another machine, where nothing prepared ``out``
 
     def on_update(row: dict[str, Any]) -> None:  # one appended row per update; rewritten at the end
         append_jsonl(out / "metrics.jsonl", [row])

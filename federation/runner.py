@@ -135,10 +135,7 @@ def federate(
         raise ValueError(f"{config.algo.name} with {config.env.agents} agents needs {n_nodes} nodes")
     out = Path(run_dir) if run_dir is not None else None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out / "config.json", config.to_dict())
-        atomic_write_jsonl(out / "metrics.jsonl", [])
-        atomic_write_json(out / "summary.json", incomplete_summary(config, backend, 0))
+        start_files(out, config, backend)
     bar = _progress(config, progress)
 
     def on_update(row: dict[str, Any]) -> None:
@@ -263,6 +260,15 @@ def bytes_table(summary: dict[str, Any]) -> str:
         )
         lines.append(f"faults: lost {lost or 'none'}; relay rejected {sum(f['rejected'].values())}")
     return "\n".join(lines)
+
+
+def start_files(out: Path, config: RunConfig, backend: str) -> None:
+    """Create ``out`` and mark the run incomplete with no rows, before the first round: metrics rows are
+    then appended, so rows of an earlier run there must not survive (called wherever the relay runs)."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", config.to_dict())
+    atomic_write_jsonl(out / "metrics.jsonl", [])
+    atomic_write_json(out / "summary.json", incomplete_summary(config, backend, 0))
 
 
 def incomplete_summary(config: RunConfig, backend: str, done: int) -> dict[str, Any]:

@@ -99,6 +99,10 @@ def test_ppo_overrides_the_algorithm_uses_are_accepted(algo, field):
     RunConfig(algo=AlgoConfig(name=algo), ppo=PpoConfig(**{field: 0.5}))
 
 
+def test_a_neutral_value_of_an_unused_field_is_accepted():
+    RunConfig(algo=AlgoConfig(name="as"), ppo=PpoConfig(entropy_coef=0.0))  # what AS does anyway
+
+
 def test_dpo_honours_the_entropy_bonus():
     """A large bonus keeps the policies nearer uniform than none does, from the same seed."""
     from confide.core.trainer import _one_update, make_run_env, start_run

@@ -301,3 +301,23 @@ def test_ray_runs_the_same_sweep_on_a_local_instance(tmp_path):
         a, b = (json.loads((tmp_path / d / run_id / "summary.json").read_text()) for d in ("ray", "local"))
         assert a["complete"] and a["transcript_digest"] == b["transcript_digest"]
         assert a["collective_return"] == b["collective_return"]
+
+
+@pytest.mark.parametrize(
+    "ticks,crowded",
+    [
+        ([0.0, 0.001, 0.01], True),
+        ([0.0, 0.001, 0.01, 0.1], True),
+        ([1.0, 10.0, 100.0], True),
+        ([float(k) for k in range(1, 11)], False),
+        ([0.0, 0.1, 0.3, 0.5], False),
+        ([100.0, 500.0, 1000.0], False),
+        ([0.0, 1.0, 3.0], False),
+        ([-1.0, 0.0, 0.001], False),
+        ([0.5, 10.0], False),  # two values: evenly spaced by definition
+    ],
+)
+def test_only_grids_spanning_decades_unevenly_get_a_symlog_axis(ticks, crowded):
+    from confide.experiments.sweep_report import crowded_on_a_linear_axis
+
+    assert crowded_on_a_linear_axis(ticks) is crowded
