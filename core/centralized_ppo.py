@@ -22,7 +22,7 @@ from confide.core.central_critic import REWARD, CentralCritic, gather_team_rewar
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.networks import StackedMLP, per_agent_grad_clip_
 from confide.core.population import NetworkSizes
-from confide.core.ppo import PpoSettings, clipped_surrogate, minibatch_indices
+from confide.core.ppo import PpoSettings, categorical_entropy, clipped_surrogate, minibatch_indices
 from confide.core.rollout import Rollout, sample_categorical
 
 MESSAGE_KINDS: tuple[str, ...] = (REWARD,)
@@ -121,7 +121,7 @@ class CentralizedPPO:
                 logp = torch.log_softmax(self.joint_logits(states[idx]), dim=-1)
                 logp_a = logp.gather(-1, joint[idx].unsqueeze(-1)).squeeze(-1)
                 surrogate = clipped_surrogate((logp_a - old_logp[idx]).exp(), adv[idx], self.ppo.clip_eps)
-                entropy = -(logp.exp() * logp).sum(-1)
+                entropy = categorical_entropy(logp)
                 loss = -(surrogate + self.ppo.entropy_coef * entropy).mean()
                 self.optimiser.zero_grad(set_to_none=True)
                 loss.backward()

@@ -33,7 +33,13 @@ from confide.channels import Message
 from confide.core.comms import Comms, Neighbourhood
 from confide.core.learner import StackedLearner
 from confide.core.population import NetworkSizes
-from confide.core.ppo import PpoSettings, advantages_and_targets, critic_step, minibatch_indices
+from confide.core.ppo import (
+    PpoSettings,
+    advantages_and_targets,
+    categorical_entropy,
+    critic_step,
+    minibatch_indices,
+)
 from confide.core.rollout import Rollout
 
 KL_STATS = "kl_stats"
@@ -123,14 +129,14 @@ class DecentralizedPolicyOptimization(StackedLearner):
                     -gain + self.beta1 * kl.clamp_min(1e-12).sqrt().mean(dim=1) + self.beta2 * kl.mean(dim=1)
                 )
                 if self.ppo.entropy_coef:  # MAPPO's bonus, which DPO's code inherits (off by default)
-                    loss = loss - self.ppo.entropy_coef * -(logp.exp() * logp).sum(-1).mean(dim=1)
+                    loss = loss - self.ppo.entropy_coef * categorical_entropy(logp).mean(dim=1)
                 self.optimiser.step_actor(loss.sum())
                 closs = critic_step(pop, self.optimiser, states[idx], targets[idx])
         with torch.no_grad():
             new_logp = torch.log_softmax(pop.own_logits(states), dim=-1)
             kl = categorical_kl(old_logp, new_logp).clamp_min(0.0)
             kl_mean, sqrt_mean = kl.mean(dim=1), kl.sqrt().mean(dim=1)
-            entropy = -(new_logp.exp() * new_logp).sum(-1).mean()
+            entropy = categorical_entropy(new_logp).mean()
         if cfg.statistics == "shared":
             kl_for_b2, sqrt_for_b1 = self._shared_statistics(kl_mean, sqrt_mean, comms, neighbourhood)
             b1_target = math.sqrt(cfg.d_target)

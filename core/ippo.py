@@ -15,6 +15,7 @@ from confide.core.population import NetworkSizes
 from confide.core.ppo import (
     PpoSettings,
     advantages_and_targets,
+    categorical_entropy,
     clipped_surrogate,
     critic_step,
     minibatch_indices,
@@ -64,7 +65,7 @@ def clipped_ppo_update(
             logp_a = logp.gather(-1, actions[idx].T.unsqueeze(-1)).squeeze(-1)
             ratio = (logp_a - old_logp_a[:, idx]).exp()
             surrogate = clipped_surrogate(ratio, adv[idx].T, learner.ppo.clip_eps)
-            entropy = -(logp.exp() * logp).sum(-1)
+            entropy = categorical_entropy(logp)
             loss = -(surrogate + learner.ppo.entropy_coef * entropy).mean(dim=1)
             learner.optimiser.step_actor(loss.sum())
             if targets is not None:
@@ -74,7 +75,7 @@ def clipped_ppo_update(
         log_r = logp.gather(-1, actions.T.unsqueeze(-1)).squeeze(-1) - old_logp_a
     stats = {
         "loss/surrogate": float(surrogate.detach().mean()),
-        "entropy/mean": float(-(logp.exp() * logp).sum(-1).mean()),  # the policies' (nats)
+        "entropy/mean": float(categorical_entropy(logp).mean()),  # the policies' (nats)
         # KL(π_old ‖ π_new) by the unbiased k3 estimator r − 1 − log r on the sampled actions: the step
         # IPPO took, to compare with DPO's exact "kl/mean"
         "kl/approx": float((log_r.exp() - 1 - log_r).mean()),

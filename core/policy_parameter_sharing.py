@@ -34,6 +34,7 @@ from confide.core.population import NetworkSizes
 from confide.core.ppo import (
     PpoSettings,
     advantages_and_targets,
+    categorical_entropy,
     clipped_surrogate,
     critic_step,
     minibatch_indices,
@@ -85,7 +86,7 @@ class PolicyParameterSharing(StackedLearner):
                 logp_a = logp.gather(-1, act[:, :, idx]).squeeze(-1)  # [N, N, m]
                 ratio = (logp_a - old_logp_a[:, :, idx]).exp()
                 surrogate = clipped_surrogate(ratio, adv[idx].T.unsqueeze(1), self.ppo.clip_eps)
-                entropy = -(logp.exp() * logp).sum(-1)  # of each head; the joint entropy is their sum
+                entropy = categorical_entropy(logp)  # of each head; the joint entropy is their sum
                 loss = -(surrogate + self.ppo.entropy_coef * entropy).sum(dim=1).mean(dim=1)  # [N]
                 if self.dp_sgd is None:
                     self.optimiser.step_actor(loss.sum())

@@ -74,6 +74,11 @@ def clipped_surrogate(ratio: Tensor, adv: Tensor, clip_eps: float) -> Tensor:
     return torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)
 
 
+def categorical_entropy(logp: Tensor) -> Tensor:
+    """The entropy (nats) of categorical distributions given as log-probabilities over the last axis."""
+    return -(logp.exp() * logp).sum(-1)
+
+
 def minibatch_indices(n_samples: int, minibatches: int, generator: torch.Generator) -> list[Tensor]:
     """A random split of ``range(n_samples)`` into ``minibatches`` parts (one part: all, in order)."""
     if minibatches <= 1:

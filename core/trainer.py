@@ -259,9 +259,7 @@ def train(
         if bar is not None:
             bar.close()
     wall = wall_before + time.perf_counter() - started
-    summary = run_summary(config, env, run, wall)
-    summary["code"] = code_history[-1]  # the last code that trained it (this process's, unless it trained
-    summary["code_history"] = code_history  # nothing); more than one entry: resumed by other code
+    summary = run_summary(config, env, run, wall, code_history)
     if out is not None:
         atomic_write_jsonl(out / "metrics.jsonl", run.metrics)  # durable before the run says complete
         atomic_write_json(out / "summary.json", summary)
@@ -427,8 +425,13 @@ def channel_summary(config: RunConfig, channel: ChannelStack) -> dict[str, Any]:
     return out
 
 
-def run_summary(config: RunConfig, env: VecEnv, run: RunState, wall: float) -> dict[str, Any]:
-    """The fields of `summary.json` (also written by `confide federate`, from the relay's view)."""
+def run_summary(
+    config: RunConfig, env: VecEnv, run: RunState, wall: float, code_history: list[str] | None = None
+) -> dict[str, Any]:
+    """The fields of `summary.json` (also written by `confide federate`, from the relay's view).
+    ``code_history``: the code versions that trained the run, oldest first (default: this process's);
+    ``"code"`` is the last of them."""
+    code_history = code_history or [code_version()]
     metrics, meter, learner, comms = run.metrics, run.meter, run.learner, run.comms
     n, updates = config.env.agents, len(metrics)
     tail = metrics[-max(1, updates // 10) :]
@@ -459,8 +462,8 @@ def run_summary(config: RunConfig, env: VecEnv, run: RunState, wall: float) -> d
         "channel": channel_summary(config, run.channel),
         "wall_seconds": wall,
         "transcript_digest": run.tap.transcript_digest(),
-        "code": code_version(),
-        "code_history": [code_version()],
+        "code": code_history[-1],
+        "code_history": code_history,
         "complete": True,
     }
     if config.env.name == "predation":

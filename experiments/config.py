@@ -271,14 +271,13 @@ RESUMABLE_CHANGES: tuple[str, ...] = ("train.checkpoint_every", "train.progress"
 CENTRAL_ADVANTAGES = ("cl", "centralized_ppo", "vs", "iql")
 """Algorithms whose advantages do not come from ``core.ppo.advantages_and_targets``."""
 
+DPO_FAMILY = ("dpo", "dpo_shared", "dpo_no_sqrt_kl", "dpo_no_kl", "ippo_kl")
+"""DPO, its public-code variant, its ablations and IPPO-KL: one learner (``core.dpo``), no ratio clip."""
 _NO_ENTROPY = "its actor loss has no entropy term"
 _NO_CLIP = "it does not clip the ratio (a KL penalty bounds the step)"
 UNUSED_PPO_FIELDS: dict[str, dict[str, str]] = {
     **{name: {"entropy_coef": _NO_ENTROPY} for name in ("as", "as_peer", "ss")},
-    **{
-        name: {"clip_eps": _NO_CLIP}
-        for name in ("dpo", "dpo_shared", "dpo_no_sqrt_kl", "dpo_no_kl", "ippo_kl")
-    },
+    **{name: {"clip_eps": _NO_CLIP} for name in DPO_FAMILY},
 }
 """PPO overrides an algorithm's loss would ignore, with the reason: setting one is an error, not a no-op.
 IQL is left out: it is a DQN with its own settings (``IqlSettings``) and uses only ``ppo.gamma``, and a

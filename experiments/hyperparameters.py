@@ -40,13 +40,12 @@ from confide.core.population import NetworkSizes
 from confide.core.ppo import PpoSettings
 from confide.envs import has_one_hot_state
 from confide.envs.matrix_games import MATRIX_GAMES
-from confide.experiments.config import RunConfig
+from confide.experiments.config import DPO_FAMILY, RunConfig
 
 SHARING_PPO = PpoSettings(actor_lr=1e-4, critic_lr=1e-4, iterations=3)
 DPO_PPO = PpoSettings(actor_lr=5e-4, critic_lr=5e-4, iterations=15, standardise_advantages=True)
 SHARING_SIZES = NetworkSizes((128, 64), (128, 64))
 DPO_SIZES = NetworkSizes((128, 128), (128, 128))
-DPO_FAMILY = ("dpo", "dpo_shared", "dpo_no_sqrt_kl", "dpo_no_kl", "ippo_kl")
 # DPO App. B: "the network architectures and base hyperparameters of DPO and IPPO are the same for all
 # the tasks": on the DPO paper's environments IPPO takes DPO's settings. Elsewhere IPPO is the AS/SS
 # papers' independent PPO (AS Fig. 6) and takes their table.
