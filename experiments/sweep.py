@@ -42,6 +42,7 @@ import logging
 import multiprocessing as mp
 import os
 import re
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -407,9 +408,15 @@ def run_sweeps(
 
 @contextmanager
 def _progress(total: int, enabled: bool) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar with one line per finished run, or nothing when disabled."""
+    """A rich progress bar with one line per finished run; when disabled (logs, CI), the same lines
+    as plain ``[k/total]`` lines on stderr, flushed, so a log of a long sweep shows its progress."""
     if not enabled:
-        yield lambda line: None
+        done = itertools.count(1)
+
+        def plain(line: str) -> None:
+            print(f"[{next(done)}/{total}] {line}", file=sys.stderr, flush=True)
+
+        yield plain
         return
     from rich.progress import Progress
 

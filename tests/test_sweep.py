@@ -268,8 +268,12 @@ def test_a_failed_run_is_recorded_and_the_others_go_on(tmp_path, monkeypatch, ca
     monkeypatch.setattr(sweep_mod, "_run_one", diverge_for_ss)
     path = _write(tmp_path / "s.json", {**TINY, "grid": {"algo.name": ["as", "ss"]}})
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--workers", "1", "--no-progress"]) == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "1 run(s) failed" in err and "DivergenceError" in err
+    lines = capsys.readouterr().err.strip().splitlines()
+    progress = [line for line in lines if line.startswith("[")]  # --no-progress: plain lines for logs
+    assert [line.split("]")[0] for line in progress] == ["[1/2", "[2/2"]
+    assert sum("FAILED" in line for line in progress) == 1
+    (err,) = [line for line in lines if not line.startswith("[")]
+    assert "1 run(s) failed" in err and "DivergenceError" in err
     runs = {r["id"]: r for r in json.loads((tmp_path / "out" / "sweep.json").read_text())["runs"]}
     assert runs["algo.name=as/s0"]["status"] == "complete" and runs["algo.name=ss/s0"]["status"] == "failed"
     assert "NaN/inf" in runs["algo.name=ss/s0"]["note"]
