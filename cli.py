@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="directory (default runs/reproduce/<id>_<scale>; several: the root)")
     r.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of cores)")
     r.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster (auto, host:port, ray://…)")
-    r.add_argument("--page", help="results page to update (default: the repository's docs/results.md)")
+    r.add_argument("--page", help="results page to update (default: the repository's docs/RESULTS.md)")
     r.add_argument("--updates", type=int, help="shrink: updates per run (paper: shown as reduced)")
     r.add_argument("--batch", type=int, help="shrink: episodes per update (paper: shown as reduced)")
     r.add_argument("--seeds", type=int, help="shrink: number of seeds (paper: shown as reduced)")

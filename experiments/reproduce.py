@@ -4,7 +4,7 @@
 The figure's sweep at the chosen scale goes through the sweep runner (``experiments.sweep.run_sweep``:
 parallel, resumable, Ray), which writes its own ``report.md``. Then ``result.md`` and ``result.json``
 put the paper's claim beside confide's measurement (``experiments.figure_measure``: units, statistics,
-checks) with the figure's plots, and the figure's row of the results page (``docs/results.md``,
+checks) with the figure's plots, and the figure's row of the results page (``docs/RESULTS.md``,
 ``experiments.results_page``) is updated. DPO Fig. 11 runs the exact iteration of ``core.dpo_exact``
 with the scaled-down M̂ of decision 7 instead of a sweep.
 

@@ -1,4 +1,4 @@
-"""The results page, ``docs/results.md``: every figure's claim beside confide's measurement.
+"""The results page, ``docs/RESULTS.md``: every figure's claim beside confide's measurement.
 
 The page is generated: its text comes from the figure files (``experiments/figures/*.toml``) and its
 measurements from the records that ``confide reproduce`` leaves, which the page itself carries in an
@@ -31,10 +31,10 @@ from confide.experiments.provenance import code_note
 from confide.experiments.reproduce import describe_shape
 from confide.experiments.stats import mean_ci
 
-CHECKOUT_PAGE = Path(__file__).resolve().parents[1] / "docs" / "results.md"
-# From a checkout the repository's page; from an installed package, docs/results.md under the working
+CHECKOUT_PAGE = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
+# From a checkout the repository's page; from an installed package, docs/RESULTS.md under the working
 # directory (never a file inside site-packages).
-DEFAULT_PAGE = CHECKOUT_PAGE if CHECKOUT_PAGE.exists() else Path("docs") / "results.md"
+DEFAULT_PAGE = CHECKOUT_PAGE if CHECKOUT_PAGE.exists() else Path("docs") / "RESULTS.md"
 DATA = re.compile(r"<!-- confide-results\n(.*?)\n-->", re.S)
 TITLES = {
     "as": "Learning to Cooperate under Private Rewards (Anticipation Sharing)",

@@ -191,7 +191,7 @@ def test_ss_averaged_return_is_collective_over_n_t():
 
 
 def test_a_figure_runs_end_to_end_and_writes_its_result(tmp_path):
-    page = tmp_path / "results.md"
+    page = tmp_path / "RESULTS.md"
     out = tmp_path / "as_fig6"
     shrink = {"updates": 2, "batch": 2, "seeds": 2}
     job = prepare("as_fig6", "quick", out=out, workers=1, overrides=shrink, page=page, progress=False)
@@ -209,7 +209,7 @@ def test_a_figure_runs_end_to_end_and_writes_its_result(tmp_path):
 
 def test_measure_only_trains_nothing_and_says_how_much_is_complete(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer, "train", lambda *a, **k: pytest.fail("measure-only trained a run"))
-    page = tmp_path / "results.md"
+    page = tmp_path / "RESULTS.md"
     shrink = {"updates": 2, "batch": 2, "seeds": 2}
     job = prepare("as_fig6", "paper", out=tmp_path / "f6", overrides=shrink, page=page, progress=False)
     job.train = False
@@ -220,7 +220,7 @@ def test_measure_only_trains_nothing_and_says_how_much_is_complete(tmp_path, mon
 
 
 def test_exact_figure_runs_and_fills_its_row(tmp_path):
-    page = tmp_path / "docs" / "results.md"
+    page = tmp_path / "docs" / "RESULTS.md"
     record, failed = prepare("dpo_fig11", "quick", out=tmp_path / "f11", page=page).run()
     assert not failed and [c["verdict"] for c in record["checks"]] == [
         "holds",
@@ -251,7 +251,7 @@ def _fake_record(fig_id: str, scale: str) -> dict:
 
 
 def test_a_reduced_paper_run_is_shown_as_reduced_until_a_full_one_replaces_it(tmp_path):
-    page, fig_id = tmp_path / "results.md", RUNNABLE[0].id
+    page, fig_id = tmp_path / "RESULTS.md", RUNNABLE[0].id
     reduced = {**_fake_record(fig_id, "paper"), "custom": True, "reduced": True, "command": "c --updates 3"}
     record_result(page, reduced)
     row = next(line for line in page.read_text().splitlines() if line.startswith(f"| `{fig_id}`"))
@@ -266,7 +266,7 @@ def test_a_reduced_paper_run_is_shown_as_reduced_until_a_full_one_replaces_it(tm
 
 
 def test_results_page_keeps_every_record_under_concurrent_updates(tmp_path):
-    page = tmp_path / "results.md"
+    page = tmp_path / "RESULTS.md"
     ids = [f.id for f in RUNNABLE[:8]]
     threads = [threading.Thread(target=record_result, args=(page, _fake_record(i, "paper"))) for i in ids]
     for t in threads:
@@ -318,7 +318,7 @@ def test_figure_files_live_in_the_package():
 
 
 def test_several_figures_share_one_pool_and_write_an_index(tmp_path, monkeypatch, capsys):
-    root, page = tmp_path / "all", tmp_path / "results.md"
+    root, page = tmp_path / "all", tmp_path / "RESULTS.md"
     args = ["reproduce", "as_fig6", "as_fig7", "--out", str(root), "--page", str(page), "--workers", "1"]
     shrink = ["--updates", "2", "--batch", "2", "--seeds", "2", "--no-progress"]
     assert main(args + shrink) == 0
