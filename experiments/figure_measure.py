@@ -1,7 +1,8 @@
 """What a reproduced figure measures: per-run numbers in each paper's units, the claim's checks, plots.
 
 Each run is scored over its last 10% of updates (as ``summary.json`` does); a grid point's number is
-the mean over its seeds with a 95% Student-t interval. Units compare like with like:
+the interquartile mean (IQM) over its seeds with a 95% stratified-bootstrap interval
+(``experiments.stats``). Units compare like with like:
 
 * ``averaged`` — SS's "averaged return": collective return / (N·T) (SS Sec. 5.3);
 * ``team`` — DPO's team episode return: collective / N (every agent receives the team reward);
@@ -13,8 +14,10 @@ the mean over its seeds with a 95% Student-t interval. Units compare like with l
 * ``approach_*``/``mse_*`` — the heads' P(approach) and MSE (AS Fig. 7, SS Fig. 5) in the first and
   the last 10% of updates.
 
-Checks (``expect`` of a figure file) run on the per-seed main scores: ``a > b`` by Welch's one-sided
-t-test at 0.05, ``a >= b`` holds unless b is significantly higher, ``a >= x`` against the interval.
+Checks (``expect`` of a figure file) run on the per-seed main scores through the probability of
+improvement P(a > b) (the chance a run of a beats a run of b) and its 95% bootstrap interval: ``a > b``
+holds when the interval lies above 1/2, ``a >= b`` unless it lies below 1/2, ``a >= x`` when the IQM's
+interval lies above x.
 """
 
 from __future__ import annotations
@@ -31,17 +34,15 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from scipy import stats  # noqa: E402
 
 from confide.experiments.checkpoint import run_is_complete  # noqa: E402
 from confide.experiments.config import config_from_dict  # noqa: E402
 from confide.experiments.figure_spec import Expectation, Figure, point_label  # noqa: E402
 from confide.experiments.io import atomic_write_bytes, read_jsonl  # noqa: E402
 from confide.experiments.report import plot_cooperation, plot_heads  # noqa: E402
-from confide.experiments.stats import mean_ci  # noqa: E402
+from confide.experiments.stats import iqm_ci, mean_ci, probability_of_improvement_ci  # noqa: E402
 from confide.experiments.sweep import Sweep, expand, points  # noqa: E402
 
-ALPHA = 0.05
 UNITS = {
     "normalised": "confide's normalised return (R − R_floor)/(R_opt − R_floor)",
     "collective": "collective (total) return per episode",
@@ -145,15 +146,16 @@ def columns(figure: Figure, main: str) -> list[str]:
 
 
 def ci_text(values: np.ndarray, digits: int = 3) -> str:
-    """``mean [lo, hi]`` (95% t) of the finite values; the value alone for one seed or no spread."""
+    """``IQM [lo, hi]`` (95% stratified bootstrap) of the finite values; the value alone for one seed
+    or no spread."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values)]
     if len(values) == 0:
         return "—"
-    mean, lo, hi = mean_ci(values)
+    point, lo, hi = iqm_ci(values)
     if len(values) == 1 or lo == hi:
-        return f"{mean:,.{digits}f}"
-    return f"{mean:,.{digits}f} [{lo:,.{digits}f}, {hi:,.{digits}f}]"
+        return f"{point:,.{digits}f}"
+    return f"{point:,.{digits}f} [{lo:,.{digits}f}, {hi:,.{digits}f}]"
 
 
 def measurement_table(figure: Figure, pts: list[Point], main: str) -> list[str]:
@@ -171,46 +173,50 @@ def measurement_table(figure: Figure, pts: list[Point], main: str) -> list[str]:
 # --- the claim's checks ---------------------------------------------------------------------------
 
 
-def _welch_greater(x: np.ndarray, y: np.ndarray) -> float:
-    """One-sided p of mean(x) > mean(y); NaN when neither sample has any spread."""
-    with np.errstate(all="ignore"):
-        return float(stats.ttest_ind(x, y, equal_var=False, alternative="greater").pvalue)
-
-
 def check_expectation(e: Expectation, scores: dict[str, np.ndarray]) -> tuple[str, str]:
     """``(confide's numbers, verdict)`` for one expectation on the per-seed main scores."""
     x = scores.get(e.left, np.array([]))
     if e.threshold is not None:
         if len(x) == 0:
             return "no complete run", "not measured"
-        mean, lo, _ = mean_ci(x)
+        point, lo, _ = iqm_ci(x)
         shown = f"{e.left} {ci_text(x)}"
         if len(x) > 1 and lo >= e.threshold:
             return shown, "holds (95% interval above)"
-        if mean >= e.threshold:
-            return shown, "holds (one seed)" if len(x) == 1 else "mean reaches it, the interval does not"
+        if point >= e.threshold:
+            return shown, "holds (one seed)" if len(x) == 1 else "IQM reaches it, the interval does not"
         return shown, "does not hold"
     y = scores.get(e.right, np.array([]))
     shown = f"{e.left} {ci_text(x)} vs {e.right} {ci_text(y)}"
     if len(x) < 2 or len(y) < 2:
         return shown, "too few seeds to test (need 2 each)"
+    p, lo, hi = probability_of_improvement_ci(x, y)
+    poi = f"P({e.left} > {e.right}) = {p:.2f} [{lo:.2f}, {hi:.2f}], {len(x)} vs {len(y)} seeds"
     if e.op == ">":
-        p = _welch_greater(x, y)
-        if np.isnan(p):
-            return shown, "holds (no spread)" if x.mean() > y.mean() else "does not hold (no spread)"
-        if p < ALPHA:
-            return shown, f"holds (p = {p:.3g})"
-        if x.mean() > y.mean():
-            return shown, f"not shown: right direction, p = {p:.3g}"
-        return shown, f"does not hold (p = {p:.3g})"
-    p = _welch_greater(y, x)  # ">=": is the right side significantly higher?
-    if np.isnan(p):
-        return shown, "holds (no spread)" if x.mean() >= y.mean() else "does not hold (no spread)"
-    if p < ALPHA:
-        return shown, f"does not hold: {e.right} higher (p = {p:.3g})"
-    how = "higher" if x.mean() >= y.mean() else "lower"
-    n = min(len(x), len(y))
-    return shown, f"holds: not significantly below (mean {how}, p = {p:.3g}, {n} seeds)"
+        if lo > 0.5:
+            return shown, f"holds ({poi})"
+        if p > 0.5:
+            return shown, f"not shown: right direction ({poi})"
+        return shown, f"does not hold ({poi})"
+    if hi < 0.5:  # ">=": is the right side reliably better?
+        return shown, f"does not hold: {e.right} higher ({poi})"
+    return shown, f"holds: not reliably below ({poi})"
+
+
+def recheck(record: dict[str, Any], figure: Figure) -> dict[str, Any]:
+    """A results-page record with its claim's checks recomputed from its per-seed scores, by the figure
+    file's expectations and the current statistics; the MSE check (per-run heads data) stays as measured."""
+    if "points" not in record:  # an exact figure (DPO Fig. 11): no seeds
+        return record
+    scores = {p["label"]: np.array(p["per_seed"], dtype=float) for p in record["points"]}
+    found = [
+        dict(zip(("expect", "measured", "verdict"), (e.text, *check_expectation(e, scores)), strict=True))
+        for e in figure.expect
+    ]
+    return {**record, "checks": found + [c for c in record["checks"] if c["expect"] == MSE_EXPECT]}
+
+
+MSE_EXPECT = "the heads' MSE becomes smaller"
 
 
 def mse_check(pts: list[Point]) -> dict[str, str]:
@@ -221,7 +227,7 @@ def mse_check(pts: list[Point]) -> dict[str, str]:
     fell = int(np.sum(last < first))
     word = "holds" if 2 * fell > len(first) else "does not hold"
     return {
-        "expect": "the heads' MSE becomes smaller",
+        "expect": MSE_EXPECT,
         "measured": f"MSE {ci_text(first)} → {ci_text(last)}",
         "verdict": f"{word}: fell in {fell} of {len(first)} runs",
     }

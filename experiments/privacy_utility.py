@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from confide.experiments.io import atomic_write_bytes  # noqa: E402
-from confide.experiments.stats import mean_ci  # noqa: E402
+from confide.experiments.stats import iqm_ci  # noqa: E402
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -45,7 +45,7 @@ def has_privacy(results: list[PointResult]) -> bool:
 def epsilon_table(results: list[PointResult]) -> list[str]:
     """One row per grid point with runs: algorithm, point, worst-agent and mean-agent ε, score."""
     lines = [
-        "| algorithm | point | δ | ε, worst agent (mean over seeds) | ε, mean over agents | score (95% CI) |",
+        "| algorithm | point | δ | ε, worst agent (mean over seeds) | ε, mean over agents | score: IQM (95% CI) |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for r in results:
@@ -53,7 +53,7 @@ def epsilon_table(results: list[PointResult]) -> list[str]:
         if not r.summaries or any(e is None for e in eps):
             continue
         delta = next(v["delta"] for v in r.summaries[0]["channel"]["privacy"].values() if v["epsilon"] > 0)
-        mean, lo, hi = mean_ci(r.scores)
+        mean, lo, hi = iqm_ci(r.scores)
         point = ", ".join(f"{k}={v}" for k, v in r.point.items() if k != "algo.name")
         lines.append(
             f"| {r.algo} | {point} | {delta:g} | {np.mean([e.max() for e in eps]):.3g} "
@@ -63,8 +63,8 @@ def epsilon_table(results: list[PointResult]) -> list[str]:
 
 
 def plot_score_against_epsilon(results: list[PointResult], title: str, path: Path) -> None:
-    """Final score against the worst agent's ε (log axis), a line per algorithm, 95% t bands on the
-    score over seeds."""
+    """Final score against the worst agent's ε (log axis), a line per algorithm, the score's IQM over
+    seeds with a 95% bootstrap band."""
     by_algo: dict[str, list[tuple[float, np.ndarray]]] = defaultdict(list)
     for r in results:
         eps = [agent_epsilons(s) for s in r.summaries]
@@ -74,7 +74,7 @@ def plot_score_against_epsilon(results: list[PointResult], title: str, path: Pat
     for i, (algo, pts) in enumerate(by_algo.items()):
         pts.sort(key=lambda p: p[0])
         xs = [p[0] for p in pts]
-        stats = np.array([mean_ci(p[1]) for p in pts], dtype=float)
+        stats = np.array([iqm_ci(p[1]) for p in pts], dtype=float)
         ax.plot(xs, stats[:, 0], marker="o", color=f"C{i}", label=algo)
         ax.fill_between(xs, stats[:, 1], stats[:, 2], color=f"C{i}", alpha=0.2)
     ax.set_xscale("log")

@@ -21,8 +21,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import EngFormatter  # noqa: E402
 
+from confide.experiments.html_report import write_html  # noqa: E402
 from confide.experiments.io import atomic_write_bytes, read_jsonl  # noqa: E402
-from confide.experiments.stats import mean_ci  # noqa: E402
+from confide.experiments.stats import (  # noqa: E402
+    iqm_ci,
+    mean_ci,
+    probability_of_improvement_ci,
+)
 
 
 def load_runs(root: Path) -> dict[str, list[dict[str, Any]]]:
@@ -106,7 +111,7 @@ def plot_final(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     normalised = is_normalised(runs)
     for k, algo in enumerate(algos):
         vals = final_scores(runs[algo], normalised)
-        mean, lo, hi = mean_ci(vals)
+        mean, lo, hi = iqm_ci(vals)
         ax.bar(k, mean, color=f"C{k}", alpha=0.6)
         ax.errorbar(k, mean, yerr=[[mean - lo], [hi - mean]], color="black", capsize=4)
         ax.scatter(np.full(len(vals), k), vals, color="black", s=12, zorder=3)
@@ -114,8 +119,37 @@ def plot_final(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     if normalised:
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     what = "normalised return" if normalised else "collective return"
-    ax.set_ylabel(f"final {what} (last 10% of updates)")
+    ax.set_ylabel(f"final {what} (last 10% of updates)\nIQM over seeds, 95% bootstrap interval")
     _save(fig, path)
+
+
+def improvement_table(runs: dict[str, list[dict[str, Any]]], normalised: bool) -> list[str]:
+    """P(row > column): the chance that a run of the row's algorithm ends above a run of the column's,
+    with a 95% bootstrap interval; bold where the interval lies above 1/2."""
+    algos = [a for a in runs if len(runs[a]) >= 2]
+    if len(algos) < 2:
+        return []
+    scores = {a: final_scores(runs[a], normalised) for a in algos}
+    lines = [
+        "## Probability of improvement, P(row > column)",
+        "",
+        "The chance that a run of the row's algorithm ends above a run of the column's (ties count a half), "
+        "with a 95% stratified-bootstrap interval over seeds; **bold** where the interval lies above 1/2.",
+        "",
+        "| P(row > column) | " + " | ".join(algos) + " |",
+        "| --- |" + " --- |" * len(algos),
+    ]
+    for a in algos:
+        cells = []
+        for b in algos:
+            if a == b:
+                cells.append("—")
+                continue
+            p, lo, hi = probability_of_improvement_ci(scores[a], scores[b])
+            text = f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
+            cells.append(f"**{text}**" if lo > 0.5 else text)
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_bytes(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
@@ -223,22 +257,25 @@ def write_report(root: Path, title: str) -> Path:
         + f", {first['agents']} agents. {optimum}"
         f"floor {first['floor_collective_return']:.1f} ({first['floor_kind']}). "
         "normalised return = (R − R_floor) / (R_opt − R_floor), R = mean collective episode return over the "
-        "last 10% of updates; intervals are 95% Student-t over seeds.",
+        "last 10% of updates. A score is the interquartile mean (IQM) over seeds with a 95% "
+        "stratified-bootstrap interval (optimistic with 2–3 seeds); learning curves show the mean with a "
+        "95% Student-t band.",
         "",
-        f"| algorithm | seeds | {'normalised' if normalised else 'collective'} return (95% CI) | per seed "
+        f"| algorithm | seeds | {'normalised' if normalised else 'collective'} return: IQM (95% CI) | per seed "
         "| collective return | bytes/agent/update | updates | env steps | wall s (mean) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for algo, rs in runs.items():
         s = [r["summary"] for r in rs]
         vals = final_scores(rs, normalised)
-        mean, lo, hi = mean_ci(vals)
+        mean, lo, hi = iqm_ci(vals)
         lines.append(
             f"| {algo} | {len(s)} | {mean:.3f} [{lo:.3f}, {hi:.3f}] | {', '.join(f'{v:.3f}' for v in vals)} "
             f"| {np.mean([x['collective_return'] for x in s]):.1f} "
             f"| {np.mean([x['bytes_per_agent_per_update'] for x in s]):,.0f} "
             f"| {s[0]['updates']} | {s[0]['env_steps']:,} | {np.mean([x['wall_seconds'] for x in s]):.1f} |"
         )
+    lines += ["", *improvement_table(runs, normalised)]
     lines += [
         "",
         "## Bytes by message kind (total per run, mean over seeds)",
@@ -270,4 +307,5 @@ def write_report(root: Path, title: str) -> Path:
         lines += ["", "![heads: approach proportion and MSE](heads.png)"]
     report = root / "report.md"
     atomic_write_bytes(report, ("\n".join(lines) + "\n").encode())
+    write_html(report)
     return report

@@ -25,7 +25,6 @@ import numpy as np
 
 from confide.experiments.config import ConfigError, TrainConfig
 from confide.experiments.figure_measure import (
-    ALPHA,
     UNITS,
     checks,
     load_points,
@@ -41,6 +40,7 @@ from confide.experiments.figure_spec import (
     load_figure,
     load_figures,
 )
+from confide.experiments.html_report import write_html
 from confide.experiments.io import atomic_write_bytes, atomic_write_json
 from confide.experiments.provenance import code_note, code_spread
 from confide.experiments.sweep import (
@@ -199,15 +199,19 @@ def measure_sweep(
         "## confide's measurement",
         "",
         f"Main score: {UNITS[main]}. Each run is scored over its last 10% of updates (the heads' columns "
-        "also over the first 10%); a cell is the mean over seeds with a 95% Student-t interval.",
+        "also over the first 10%); a cell is the interquartile mean (IQM) over seeds with a 95% "
+        "stratified-bootstrap interval.",
         "",
         *measurement_table(figure, pts, main),
     ]
     if found:
         lines += ["", "## The claim, checked", "", *_checks_table(found), ""]
         lines.append(
-            f"`a > b`: Welch's one-sided t-test over seeds, p < {ALPHA}. `a >= b`: b is not significantly "
-            "higher (a weak test with few seeds: read the intervals). `a >= x`: the 95% interval's lower end."
+            "P(a > b): the probability that a run of a beats a run of b (ties count a half), with a 95% "
+            "bootstrap interval over seeds. `a > b` holds when that interval lies above 1/2; `a >= b` "
+            "unless it lies below 1/2 (a weak test with few seeds: read the intervals); `a >= x`: the "
+            "IQM's 95% interval's lower end. With 2–3 seeds a bootstrap interval cannot reach beyond "
+            "the seeds it has: it is optimistic."
         )
     if code_note(versions, mixed):
         lines += ["", code_note(versions, mixed)]
@@ -229,6 +233,7 @@ def measure_sweep(
         *[f"![{p.stem}]({p.name})\n" for p in plots],
     ]
     atomic_write_bytes(out / "result.md", ("\n".join(lines).rstrip() + "\n").encode())
+    write_html(out / "result.md")
     atomic_write_json(out / "result.json", record)
     return record
 
@@ -316,6 +321,7 @@ def run_exact(figure: Figure, record: dict[str, Any], out: Path) -> dict[str, An
         "![exact DPO iteration](dpo_exact.png)",
     ]
     atomic_write_bytes(out / "result.md", ("\n".join(lines) + "\n").encode())
+    write_html(out / "result.md")
     atomic_write_json(out / "result.json", record)
     return record
 

@@ -25,11 +25,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from confide.experiments.figure_measure import ci_text, recheck
 from confide.experiments.figure_spec import PAPER_FILES, PAPER_NAMES, Figure, load_figures
 from confide.experiments.io import atomic_write_bytes
 from confide.experiments.provenance import code_note
 from confide.experiments.reproduce import describe_shape
-from confide.experiments.stats import mean_ci
 
 CHECKOUT_PAGE = Path(__file__).resolve().parents[1] / "docs" / "RESULTS.md"
 # From a checkout the repository's page; from an installed package, docs/RESULTS.md under the working
@@ -56,10 +56,15 @@ pass, 35 figures and 262 runs on 2 workers, took 18 min 23 s here on 7 December 
 fit (`--updates`, `--batch`, `--seeds`) is shown as **reduced scale** until a full one replaces it.
 
 How to read a measurement. Each run is scored over its last 10% of updates; a grid point's number is the
-mean over seeds with a 95% Student-t interval. A claim is turned into checks on those per-seed scores:
-`a > b` holds when Welch's one-sided t-test gives p < 0.05; `a >= b` ("matches or exceeds") holds unless
-b is significantly higher — with five seeds that test is weak, so read the intervals too; `a >= 0.9`
-compares with the interval. A measured row starts with its verdict: reproduced (every check holds),
+interquartile mean (IQM) over seeds with a 95% stratified-bootstrap interval (rliable's statistics,
+`experiments/stats.py`, 10,000 resamples from a fixed generator). A claim is turned into checks on those
+per-seed scores through the probability of improvement P(a > b), the chance that a run of a beats a run
+of b (ties count a half), with its 95% bootstrap interval: `a > b` holds when the interval lies above 1/2;
+`a >= b` ("matches or exceeds") holds unless it lies below 1/2 — a weak test with few seeds, so read the
+intervals too; `a >= 0.9` holds when the IQM's interval lies above. With 2–3 seeds a bootstrap interval
+cannot reach beyond the seeds it has (with 3 seeds the IQM is their mean and its interval their range):
+it is optimistic, and every check says how many seeds it rests on. `confide reproduce --summary`
+recomputes every check from the per-seed scores the page stores. A measured row starts with its verdict: reproduced (every check holds),
 partly (some do) or not reproduced (none). Units compare like with like: SS's "averaged return" is the collective
 return / (N·T); DPO plots the team return (collective / N); **AS never defines the normalisation of its
 "normalized final total returns"**, so AS rows give the raw collective return and confide's own
@@ -153,8 +158,7 @@ def measurement(record: dict[str, Any]) -> str:
             if not p["per_seed"]:
                 parts.append(f"{p['label']} —")
                 continue
-            mean, lo, hi = mean_ci(p["per_seed"])
-            parts.append(f"{p['label']} {mean:.3f}" + (f" [{lo:.3f}, {hi:.3f}]" if p["n"] > 1 else ""))
+            parts.append(f"{p['label']} {ci_text(p['per_seed'])}")
         body = f"{record['main_unit']}: " + "; ".join(parts)
     checks = "; ".join(f"`{c['expect']}` {c['verdict']}" for c in record["checks"])
     failed = f" {len(record['failed'])} run(s) failed." if record.get("failed") else ""
@@ -211,9 +215,16 @@ def render(figures: list[Figure], records: dict[str, dict[str, Any]]) -> str:
 
 
 def regenerate(page: Path = DEFAULT_PAGE) -> Path:
-    """Rewrite ``page`` from the figure files, keeping the records it carries."""
+    """Rewrite ``page`` from the figure files, keeping the records it carries; their checks are
+    recomputed from the per-seed scores (``figure_measure.recheck``), so the page follows the figure
+    files' expectations and the current statistics."""
     with _locked(page.parent):
-        atomic_write_bytes(page, render(load_figures(), read_records(page)).encode())
+        figures = {f.id: f for f in load_figures()}
+        records = {
+            fid: {scale: recheck(r, figures[fid]) if fid in figures else r for scale, r in by_scale.items()}
+            for fid, by_scale in read_records(page).items()
+        }
+        atomic_write_bytes(page, render(list(figures.values()), records).encode())
     return page
 
 

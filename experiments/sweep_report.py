@@ -1,5 +1,6 @@
 """A sweep's report: one table row per grid point, and for each swept numeric parameter a plot of the
-final score against it, one line per algorithm, mean with a 95% Student-t band over seeds.
+final score against it, one line per algorithm, the interquartile mean (IQM) over seeds with a 95%
+stratified-bootstrap band (``experiments.stats``).
 
 The score is the normalised return (R − R_floor) / (R_opt − R_floor), R the mean collective return over
 the last 10% of updates; for an environment with no known optimum it is the raw collective return (a
@@ -26,6 +27,7 @@ import numpy as np  # noqa: E402
 
 from confide.experiments.checkpoint import run_is_complete  # noqa: E402
 from confide.experiments.config import config_from_dict  # noqa: E402
+from confide.experiments.html_report import write_html  # noqa: E402
 from confide.experiments.io import atomic_write_bytes  # noqa: E402
 from confide.experiments.privacy_utility import (  # noqa: E402
     epsilon_table,
@@ -33,7 +35,7 @@ from confide.experiments.privacy_utility import (  # noqa: E402
     plot_score_against_epsilon,
 )
 from confide.experiments.provenance import code_note, code_spread  # noqa: E402
-from confide.experiments.stats import mean_ci  # noqa: E402
+from confide.experiments.stats import iqm_ci  # noqa: E402
 from confide.experiments.sweep import Sweep, expand, format_value, points  # noqa: E402
 
 
@@ -99,8 +101,8 @@ def crowded_on_a_linear_axis(ticks: list[float]) -> bool:
 
 
 def plot_score_against(results: list[PointResult], sweep: Sweep, key: str, path: Path) -> None:
-    """Final score against ``key``: a line per algorithm with its 95% t band, a panel per combination
-    of the other swept keys."""
+    """Final score against ``key``: a line per algorithm, IQM with its 95% bootstrap band, a panel per
+    combination of the other swept keys."""
     others = [k for k in sweep.grid if k not in (key, "algo.name")]
     facets: dict[tuple[str, ...], list[PointResult]] = defaultdict(list)
     for r in results:
@@ -117,7 +119,7 @@ def plot_score_against(results: list[PointResult], sweep: Sweep, key: str, path:
             xs = sorted(x for x in by_x if by_x[x])
             if not xs:
                 continue
-            stats = [mean_ci(np.array(by_x[x])) for x in xs]
+            stats = [iqm_ci(np.array(by_x[x])) for x in xs]
             mean, lo, hi = (np.array([s[i] for s in stats], dtype=float) for i in range(3))
             ax.plot(xs, mean, marker="o", color=colours[algo], label=algo)
             ax.fill_between(xs, lo, hi, color=colours[algo], alpha=0.2)
@@ -134,7 +136,7 @@ def plot_score_against(results: list[PointResult], sweep: Sweep, key: str, path:
             ax.legend(fontsize=8)
     for ax in axes.flat[len(facets) :]:
         ax.set_visible(False)
-    band = f"mean over {len(sweep.seeds)} seed(s) with a 95% t band"
+    band = f"IQM over {len(sweep.seeds)} seed(s) with a 95% bootstrap band"
     fig.suptitle(f"{sweep.title}\n{band}" if sweep.title else band, fontsize=9)
     fig.tight_layout()
     buf = io.BytesIO()
@@ -151,12 +153,20 @@ def results_table(results: list[PointResult], sweep: Sweep) -> list[str]:
     keys = list(sweep.grid)
     if "algo.name" not in keys:
         keys = ["algo", *keys]
-    head = [*keys, "seeds", "score (95% CI)", "per seed", "collective return", "bytes/agent/update", "wall s"]
+    head = [
+        *keys,
+        "seeds",
+        "score: IQM (95% CI)",
+        "per seed",
+        "collective return",
+        "bytes/agent/update",
+        "wall s",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in results:
         cells = [r.algo if k == "algo" else _cell(r.point[k]) for k in keys]
         if r.summaries:
-            mean, lo, hi = mean_ci(r.scores)
+            mean, lo, hi = iqm_ci(r.scores)
             mark = "" if r.normalised else " †"
             s = r.summaries
             cells += [
@@ -197,7 +207,8 @@ def write_sweep_report(out: Path, sweep: Sweep) -> tuple[Path, list[Path]]:
         "",
         "Score: normalised return (R − R_floor) / (R_opt − R_floor), R the mean collective episode return "
         "over the last 10% of updates; † marks a raw collective return (no optimum known). "
-        "Intervals are 95% Student-t over seeds.",
+        "A grid point's score is the interquartile mean over seeds with a 95% stratified-bootstrap "
+        "interval (with 2–3 seeds the interval is optimistic: it cannot reach beyond them).",
         "",
         *results_table(results, sweep),
     ]
@@ -214,4 +225,5 @@ def write_sweep_report(out: Path, sweep: Sweep) -> tuple[Path, list[Path]]:
         lines += [f"![score against {p.stem.removeprefix('score_vs_')}]({p.name})\n" for p in plots]
     report = out / "report.md"
     atomic_write_bytes(report, ("\n".join(lines).rstrip() + "\n").encode())
+    write_html(report)
     return report, plots

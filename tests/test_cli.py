@@ -120,6 +120,12 @@ def test_compare_writes_report_with_plots(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = (out / "report.md").read_text()
     assert "| as | 2 |" in report and "| ippo | 2 |" in report
+    lines = report.splitlines()
+    at = lines.index("| P(row > column) | as | ippo |")
+    as_row, ippo_row = (line.split(" | ") for line in lines[at + 2 : at + 4])
+    p_as, p_ippo = (float(cell.strip("*").split()[0]) for cell in (as_row[2], ippo_row[1]))
+    assert as_row[1] == "—" and p_as + p_ippo == 1.0  # P(as > ippo) + P(ippo > as)
+    assert "data:image/png;base64," in (out / "report.html").read_text()  # one self-contained page
     for png in (
         "learning_curves.png",
         "final_normalized_return.png",

@@ -16,7 +16,7 @@ import confide.core.trainer as trainer
 from confide.cli import main
 from confide.core.dpo import adapt_beta
 from confide.experiments.config import ConfigError, config_from_dict
-from confide.experiments.figure_measure import check_expectation, run_measures
+from confide.experiments.figure_measure import MSE_EXPECT, check_expectation, recheck, run_measures
 from confide.experiments.figure_spec import (
     FIGURES_DIR,
     SCALES,
@@ -148,18 +148,23 @@ def test_labels_name_grid_points():
 def test_checks_give_the_verdicts_derived_by_hand():
     high, low = np.array([0.9, 0.92, 0.91, 0.93, 0.9]), np.array([0.5, 0.52, 0.49, 0.51, 0.5])
     scores = {"a": high, "b": low, "c": high + 0.001}
-    assert check_expectation(parse_expectation("a > b", "t"), scores)[1].startswith("holds (p = ")
+    # P(c > a) = 16/25 (c is a + 0.001 seed by seed; ties none); a's IQM is 0.91 (one seed cut each side)
+    assert check_expectation(parse_expectation("a > b", "t"), scores)[1] == (
+        "holds (P(a > b) = 1.00 [1.00, 1.00], 5 vs 5 seeds)"
+    )
     assert check_expectation(parse_expectation("b > a", "t"), scores)[1].startswith("does not hold")
     assert check_expectation(parse_expectation("a > c", "t"), scores)[1].startswith("does not hold")
-    assert check_expectation(parse_expectation("c > a", "t"), scores)[1].startswith("not shown")
+    assert check_expectation(parse_expectation("c > a", "t"), scores)[1].startswith(
+        "not shown: right direction (P(c > a) = 0.64 ["
+    )
     assert check_expectation(parse_expectation("a >= c", "t"), scores)[1].startswith(
-        "holds: not significantly"
+        "holds: not reliably below (P(a > c) = 0.36"
     )
     assert check_expectation(parse_expectation("b >= a", "t"), scores)[1].startswith(
         "does not hold: a higher"
     )
     assert check_expectation(parse_expectation("a >= 0.85", "t"), scores)[1] == "holds (95% interval above)"
-    assert check_expectation(parse_expectation("a >= 0.912", "t"), scores)[1].startswith("mean reaches it")
+    assert check_expectation(parse_expectation("a >= 0.905", "t"), scores)[1].startswith("IQM reaches it")
     assert check_expectation(parse_expectation("b >= 0.9", "t"), scores)[1] == "does not hold"
     one = {"a": np.array([1.0]), "b": np.array([0.0, 0.1])}
     assert check_expectation(parse_expectation("a > b", "t"), one)[1].startswith("too few seeds")
@@ -169,9 +174,13 @@ def test_a_figures_verdict_counts_its_checks():
     def rec(*verdicts):
         return {"checks": [{"verdict": v} for v in verdicts]}
 
-    assert verdict(rec("holds (p = 0.01)", "as the paper reports")) == "reproduced (2 of 2 checks hold)"
-    assert verdict(rec("holds: not significantly below", "not shown: right direction")).startswith("partly")
-    assert verdict(rec("does not hold (p = 0.2)", "mean reaches it, the interval does not")).startswith("not")
+    assert (
+        verdict(rec("holds (P(a > b) = 1.00)", "as the paper reports")) == "reproduced (2 of 2 checks hold)"
+    )
+    assert verdict(rec("holds: not reliably below", "not shown: right direction")).startswith("partly")
+    assert verdict(rec("does not hold (P(a > b) = 0.2)", "IQM reaches it, the interval does not")).startswith(
+        "not"
+    )
     assert verdict(rec()).startswith("no check")
 
 
@@ -201,6 +210,7 @@ def test_a_figure_runs_end_to_end_and_writes_its_result(tmp_path):
     assert "Independent PPO achieves the lowest total return" in text  # the claim beside the numbers
     assert "| `as` | 2/2 |" in text and "centralized_ppo > as" in text and "never defines" in text
     assert (out / "learning_curves.png").stat().st_size > 0 and (out / "report.md").exists()
+    assert "data:image/png;base64," in (out / "result.html").read_text()  # the page with its plots inside
     assert json.loads((out / "result.json").read_text())["points"][0]["label"] == "independent_ppo"
     assert not page.exists()  # a custom shrink never reaches the results page
     again, _ = prepare("as_fig6", "quick", out=out, workers=1, overrides=shrink, progress=False).run()
@@ -277,8 +287,14 @@ def test_results_page_keeps_every_record_under_concurrent_updates(tmp_path):
     assert set(records) == set(ids)  # no update lost
     row = next(line for line in page.read_text().splitlines() if line.startswith(f"| `{ids[0]}`"))
     assert "as 0.600 [" in row and "`as >= 0.9` does not hold" in row
-    regenerate(page)  # from the figure files, keeping the records
-    assert read_records(page) == records
+    regenerate(page)  # from the figure files, keeping the records and recomputing their checks
+    again = read_records(page)
+    assert {i: {**again[i]["paper"], "checks": []} for i in ids} == {
+        i: {**records[i]["paper"], "checks": []} for i in ids
+    }
+    for i in ids:  # the fake "as >= 0.9" is gone; each figure's own expectations, checked on 0.5, 0.7
+        figure = next(f for f in RUNNABLE if f.id == i)
+        assert [c["expect"] for c in again[i]["paper"]["checks"]] == [e.text for e in figure.expect]
 
 
 def test_list_names_every_figure_and_its_scales(capsys):
@@ -340,3 +356,20 @@ def test_figure_and_sweep_files_are_package_data():
     shipped = {p for g in globs for p in FIGURES_DIR.parent.glob(g)}
     wanted = set(FIGURES_DIR.glob("*.toml")) | set((FIGURES_DIR.parent / "sweeps").glob("*.toml"))
     assert wanted and wanted <= shipped
+
+
+def test_recheck_recomputes_the_claim_from_per_seed_scores_and_keeps_the_measured_mse_check():
+    mse = {"expect": MSE_EXPECT, "measured": "MSE 0.2 → 0.1", "verdict": "holds: fell in 3 of 3 runs"}
+    stale = {"expect": "as >= 0.5", "measured": "old", "verdict": "holds (p = 0.01)"}
+    record = {"points": [{"label": "as", "n": 3, "per_seed": [0.95, 0.97, 0.99]}], "checks": [stale, mse]}
+    checks = recheck(record, load_figure("as_fig7"))["checks"]
+    assert checks == [
+        {
+            "expect": "as >= 0.9",
+            "measured": "as 0.970 [0.950, 0.990]",
+            "verdict": "holds (95% interval above)",
+        },
+        mse,
+    ]
+    exact = {"games": [], "checks": [stale]}
+    assert recheck(exact, load_figure("dpo_fig11")) == exact  # no seeds: kept as measured

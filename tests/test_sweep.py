@@ -142,6 +142,7 @@ def test_tiny_sweep_runs_end_to_end_into_a_table_and_a_plot(tiny_sweep):
     assert len(rows) == 4 and all("1/1" in r for r in rows)
     plot = out / "score_vs_channel.loss_probability.png"
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.name in report
+    assert "data:image/png;base64," in (out / "report.html").read_text()  # the plot inside the page
 
 
 def test_rerun_skips_complete_runs_and_trains_nothing(tiny_sweep, monkeypatch, capsys):
