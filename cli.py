@@ -14,6 +14,7 @@ Every command is parsed and validated by a *plan* function before anything runs,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -31,6 +32,7 @@ from confide.experiments.config import (
     load_config_file,
     merge,
 )
+from confide.experiments.tensorboard_log import check_tensorboard_available
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 1
@@ -63,6 +65,9 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+TENSORBOARD_HELP = "also log each run's metrics to TensorBoard (<run dir>/tensorboard)"
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", help=f"environment ({', '.join(ENV_NAMES)}); default predation")
     p.add_argument("--agents", type=int, help="number of agents N (default 8)")
@@ -87,6 +92,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="JSON or TOML config file; flags override it")
     p.add_argument("--out", help="output directory (default runs/<name>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--workers", type=int, default=None, help="parallel runs (default: number of cores)")
     w.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster (auto, host:port, ray://…)")
     w.add_argument("--no-progress", action="store_true", help="no progress bar")
+    w.add_argument("--tensorboard", action="store_true", help=TENSORBOARD_HELP)
     d = sub.add_parser("dpo-exact", help="the exact DPO iteration on the four matrix games (DPO Fig. 11)")
     d.add_argument("--out", default="runs/dpo_exact", help="output directory")
     d.add_argument("--m-hat", type=float, default=0.1, help="scaled-down M̂ (decision 7)")
@@ -200,6 +207,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         ("algo", "network", args.network),
         ("algo", "name", getattr(args, "algo", None)),
         ("train", "seed", getattr(args, "seed", None)),
+        ("train", "tensorboard", True if args.tensorboard else None),
     ]
     for section, key, value in pairs:
         if value is not None:
@@ -225,6 +233,8 @@ def _base_dict(args: argparse.Namespace) -> dict[str, Any]:
 def plan_train(args: argparse.Namespace) -> Plan:
     from confide.core.trainer import train
 
+    if args.tensorboard:
+        check_tensorboard_available()
     if args.resume is not None:
         out, config = _resume_target(args)
     else:
@@ -263,6 +273,8 @@ def _resume_target(args: argparse.Namespace) -> tuple[Path, RunConfig]:
     data = load_config_file(out / "config.json")
     if args.checkpoint_every is not None:
         data = merge(data, {"train": {"checkpoint_every": args.checkpoint_every}})
+    if args.tensorboard:
+        data = merge(data, {"train": {"tensorboard": True}})
     return out, config_from_dict(data)
 
 
@@ -279,6 +291,8 @@ def plan_compare(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--seeds must be in 1..1000, got {args.seeds}")
     if args.workers is not None and not 1 <= args.workers <= 256:
         raise ConfigError(f"--workers must be in 1..256, got {args.workers}")
+    if args.tensorboard:
+        check_tensorboard_available()
     base = _base_dict(args)
     config_from_dict(base)  # validate once before starting anything
     out = _path(args.out, "--out") if args.out else Path("runs") / f"compare_{time.strftime('%Y%m%d-%H%M%S')}"
@@ -303,6 +317,9 @@ def plan_sweep(args: argparse.Namespace) -> Plan:
         if not args.ray.strip():
             raise ConfigError("--ray: empty address")
         check_ray_available()
+    if args.tensorboard:
+        check_tensorboard_available()
+        sweep = dataclasses.replace(sweep, base=merge(sweep.base, {"train": {"tensorboard": True}}))
     out = _path(args.out, "--out") if args.out else Path("runs") / f"sweep_{path.stem}"
     check_run_dirs(runs, out)
 

@@ -39,6 +39,7 @@ from confide.experiments.checkpoint import (
 from confide.experiments.config import ConfigError, RunConfig
 from confide.experiments.io import append_jsonl, atomic_write_json, atomic_write_jsonl
 from confide.experiments.provenance import code_version
+from confide.experiments.tensorboard_log import TensorBoardLog
 from confide.topologies import NeighbourSchedule
 from confide.topologies import TopologyConfig as GraphConfig
 
@@ -234,6 +235,7 @@ def train(
     if out is not None:
         _start_files(config, out, run.metrics, keep_checkpoint=resume, code_history=code_history)
     bar = _progress(config, progress, done=len(run.metrics))
+    board = TensorBoardLog(out, len(run.metrics)) if config.train.tensorboard and out is not None else None
     updates, every = config.train.updates, config.train.checkpoint_every
     try:
         with StopRequests(stop_on_signals) as stop:
@@ -251,6 +253,8 @@ def train(
                         atomic_write_json(
                             out / "summary.json", _incomplete_summary(config, done, code_history)
                         )
+                if board is not None:
+                    board.log(update, row)
                 if bar is not None:
                     bar.update(1, collective_return=row["collective_return"])
                 if stop.signal is not None and done < updates:
@@ -258,6 +262,8 @@ def train(
     finally:
         if bar is not None:
             bar.close()
+        if board is not None:
+            board.close()
     wall = wall_before + time.perf_counter() - started
     summary = run_summary(config, env, run, wall, code_history)
     if out is not None:

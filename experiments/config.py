@@ -253,6 +253,7 @@ class TrainConfig:
     threads: int = 1
     progress: bool = True
     checkpoint_every: int = 10  # updates between checkpoints (0: only at the end and on SIGTERM/SIGINT)
+    tensorboard: bool = False  # also write the metrics as TensorBoard events (<run dir>/tensorboard)
 
     def __post_init__(self) -> None:
         _check_types(self, "train")
@@ -265,7 +266,7 @@ class TrainConfig:
 
 
 # Fields that may differ between a checkpoint and the run resuming it: they change no number.
-RESUMABLE_CHANGES: tuple[str, ...] = ("train.checkpoint_every", "train.progress")
+RESUMABLE_CHANGES: tuple[str, ...] = ("train.checkpoint_every", "train.progress", "train.tensorboard")
 
 
 CENTRAL_ADVANTAGES = ("cl", "centralized_ppo", "vs", "iql")

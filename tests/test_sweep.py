@@ -326,3 +326,18 @@ def test_only_grids_spanning_decades_unevenly_get_a_symlog_axis(ticks, crowded):
     from confide.experiments.sweep_report import crowded_on_a_linear_axis
 
     assert crowded_on_a_linear_axis(ticks) is crowded
+
+
+def test_tensorboard_flag_logs_every_run_and_changes_no_run(tmp_path, capsys):
+    path = _write(tmp_path / "s.json", {**TINY, "grid": {"algo.name": ["as", "ss"]}})
+    out = tmp_path / "out"
+    assert (
+        main(["sweep", str(path), "--out", str(out), "--workers", "1", "--no-progress", "--tensorboard"]) == 0
+    )
+    for run_id, _ in expand({**TINY, "grid": {"algo.name": ["as", "ss"]}}):
+        assert next((out / run_id / "tensorboard").glob("events.out.tfevents.*")).stat().st_size > 0
+    capsys.readouterr()
+    assert main(["sweep", str(path), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert (
+        "2 already complete, 0 run now" in capsys.readouterr().out
+    )  # the flag is no part of a run's identity
