@@ -269,6 +269,48 @@ def _save(fig: plt.Figure, path: Path) -> None:
 def plot_curves(pts: list[Point], unit: str, path: Path, title: str) -> None:
     """Learning curves in ``unit``: mean over seeds with a 95% t band, smoothed over ~2% of the run."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
+    draw_curves(ax, pts, unit, title)
+    _save(fig, path)
+
+
+def plot_panels(panels: list[tuple[str, list[Point], str]], path: Path, title: str) -> None:
+    """One paper figure's environments side by side, as the paper lays them out: a panel of learning
+    curves per ``(panel title, points, unit)``."""
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols, 3.9 * nrows), squeeze=False)
+    for ax, (name, pts, unit) in zip(axes.flat, panels, strict=False):
+        draw_curves(ax, pts, unit, name)
+    for ax in axes.flat[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(textwrap.fill(title, 120), fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_final_scores(pts: list[Point], main: str, path: Path, title: str) -> bool:
+    """Final scores per grid point: the IQM over seeds as a bar with its 95% bootstrap interval, each
+    seed a dot. False (nothing written) when no point has a finite score."""
+    values = [(p.label, np.asarray(p.values(main), dtype=float)) for p in pts]
+    shown = [(label, v[np.isfinite(v)]) for label, v in values if np.isfinite(v).any()]
+    if not shown:
+        return False
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(shown) + 2), 3.9))
+    for k, (_, v) in enumerate(shown):
+        point, lo, hi = iqm_ci(v)
+        ax.bar(k, point, color=f"C{k}", alpha=0.6)
+        ax.errorbar(k, point, yerr=[[point - lo], [hi - point]], color="black", capsize=4)
+        ax.scatter(np.full(len(v), k), v, color="black", s=12, zorder=3)
+    ax.set_xticks(range(len(shown)), [label for label, _ in shown], rotation=20 if len(shown) > 4 else 0)
+    if main == "normalised":
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.set_ylabel(textwrap.fill(f"{UNITS[main]}: IQM over seeds, 95% bootstrap interval", 45), fontsize=8)
+    ax.set_title(textwrap.fill(title, 80), fontsize=9)
+    _save(fig, path)
+    return True
+
+
+def draw_curves(ax: plt.Axes, pts: list[Point], unit: str, title: str) -> None:
     for k, p in enumerate(q for q in pts if q.runs):
         length = min(len(r["metrics"]) for r in p.runs)
         curves = np.array([_curve(r, unit)[:length] for r in p.runs])
@@ -289,17 +331,23 @@ def plot_curves(pts: list[Point], unit: str, path: Path, title: str) -> None:
     ax.set_title(textwrap.fill(title, 90), fontsize=9)
     if ax.lines:
         ax.legend(fontsize=8)
-    _save(fig, path)
+
+
+def curve_unit(figure: Figure, pts: list[Point], main: str) -> str:
+    """The unit of a figure's learning curves: its main score's for a ``return`` figure, else the
+    normalised return where known (the paper's unit otherwise)."""
+    if figure.metric == "return":
+        return main
+    return "normalised" if has(pts, "normalised") else PAPER_UNIT[figure.paper]
 
 
 def write_plots(figure: Figure, pts: list[Point], main: str, out: Path) -> list[Path]:
-    """``learning_curves.png``, plus the C-C/C-D/D-D rates (``cooperation``) or the heads (``heads``)."""
-    if figure.metric == "return":
-        unit = main
-    else:
-        unit = "normalised" if has(pts, "normalised") else PAPER_UNIT[figure.paper]
+    """``learning_curves.png`` and ``final_scores.png``, plus the C-C/C-D/D-D rates (``cooperation``)
+    or the heads (``heads``)."""
     plots = [out / "learning_curves.png"]
-    plot_curves(pts, unit, plots[0], figure.title)
+    plot_curves(pts, curve_unit(figure, pts, main), plots[0], figure.title)
+    if plot_final_scores(pts, main, out / "final_scores.png", figure.title):
+        plots.append(out / "final_scores.png")
     runs = {p.label: p.runs for p in pts if p.runs}
     if figure.metric == "cooperation" and runs:
         for rs in runs.values():

@@ -15,13 +15,17 @@ cheap and always runs unshrunk at the chosen scale.
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from confide.experiments.config import ConfigError
-from confide.experiments.figure_spec import figure_ids, load_figure, load_figures
+from confide.experiments.figure_measure import curve_unit, load_points, main_key, plot_panels
+from confide.experiments.figure_spec import Figure, figure_ids, load_figure, load_figures
+from confide.experiments.html_report import write_html
 from confide.experiments.io import atomic_write_bytes, atomic_write_json
 from confide.experiments.reproduce import Reproduction, default_out, describe_shape, out_label, prepare
 from confide.experiments.sweep import run_sweeps
@@ -64,8 +68,9 @@ class Batch:
                 record, bad = job.finish(None, time.perf_counter())
             records.append(record)
             failed.update({f"{job.figure.id}/{k}": v for k, v in bad.items()})
+        panels = write_panels(sweeps, self.root)
         wall = time.perf_counter() - started
-        write_index(self.root / "index.md", self.scale, records, wall, runs_done)
+        write_index(self.root / "index.md", self.scale, records, wall, runs_done, panels)
         atomic_write_json(
             self.root / "index.json",
             {"scale": self.scale, "wall_seconds": wall, "runs_seconds": runs_done, "figures": records},
@@ -73,7 +78,44 @@ class Batch:
         return records, failed
 
 
-def write_index(path: Path, scale: str, records: list[dict[str, Any]], wall: float, runs: float) -> None:
+def panel_groups(figures: list[Figure]) -> dict[str, list[Figure]]:
+    """Figures that are one paper figure split by environment or setting ("Fig. 2 (Cleanup)", "Fig. 2
+    (Harvest)", …), keyed by their ids' common prefix (``as_fig2``); only groups of two or more."""
+    groups: dict[tuple[str, str], list[Figure]] = {}
+    for f in figures:
+        groups.setdefault((f.paper, f.figure.split(" (")[0]), []).append(f)
+    return {
+        "_".join(os.path.commonprefix([f.id.split("_") for f in members])): members
+        for members in groups.values()
+        if len(members) > 1
+    }
+
+
+def write_panels(jobs: list[Reproduction], root: Path) -> list[Path]:
+    """``<prefix>_panels.png`` under ``root`` for each paper figure run as several ids: their learning
+    curves side by side, a panel per environment or setting, as the paper lays them out."""
+    by_id = {j.figure.id: j for j in jobs}
+    written = []
+    for key, members in panel_groups([j.figure for j in jobs]).items():
+        panels = []
+        for figure in members:
+            job = by_id[figure.id]
+            pts = load_points(job.sweep(), job.out)
+            panels.append((figure.figure, pts, curve_unit(figure, pts, main_key(figure, pts))))
+        path = root / f"{key}_panels.png"
+        plot_panels(panels, path, f"{members[0].paper.upper()} {members[0].figure.split(' (')[0]}")
+        written.append(path)
+    return written
+
+
+def write_index(
+    path: Path,
+    scale: str,
+    records: list[dict[str, Any]],
+    wall: float,
+    runs: float,
+    panels: Sequence[Path] = (),
+) -> None:
     """One line per figure: where its result is, what ran, its checks and its summed run time."""
     lines = [
         f"# confide reproduce, {len(records)} figures at the `{scale}` scale",
@@ -92,8 +134,12 @@ def write_index(path: Path, scale: str, records: list[dict[str, Any]], wall: flo
             f"| [{r['id']}]({where}/result.md) | {describe_shape(r['shape'])} | "
             f"{r['runs_complete']}/{r['shape']['runs']} | {seconds:.0f} | {checks.replace('|', '/')} |"
         )
+    if panels:
+        lines += ["", "## Paper figures as panels", ""]
+        lines += [f"![{p.stem}]({p.relative_to(path.parent)})\n" for p in panels]
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    write_html(path)
 
 
 def prepare_batch(

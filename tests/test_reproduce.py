@@ -29,6 +29,7 @@ from confide.experiments.figure_spec import (
 )
 from confide.experiments.hyperparameters import dpo_config
 from confide.experiments.reproduce import prepare
+from confide.experiments.reproduce_all import panel_groups
 from confide.experiments.results_page import read_records, record_result, regenerate, render, verdict
 from confide.experiments.sweep import expand
 
@@ -373,3 +374,21 @@ def test_recheck_recomputes_the_claim_from_per_seed_scores_and_keeps_the_measure
     ]
     exact = {"games": [], "checks": [stale]}
     assert recheck(exact, load_figure("dpo_fig11")) == exact  # no seeds: kept as measured
+
+
+def test_one_paper_figure_split_by_environment_is_drawn_as_panels(tmp_path):
+    groups = panel_groups([f for f in load_figures() if f.runnable])
+    assert [f.id for f in groups["as_fig2"]] == [
+        f"as_fig2_{e}" for e in ("cleanup", "exchange", "harvest", "navigation", "predation")
+    ]
+    assert set(groups) == {"as_fig2", "as_fig3", "as_fig4", "as_fig5", "dpo_fig2_5", "ss_fig1_2", "ss_fig4"}
+    root, page = tmp_path / "all", tmp_path / "RESULTS.md"
+    args = ["reproduce", "as_fig3_n20", "as_fig3_n30", "--out", str(root), "--page", str(page)]
+    assert (
+        main([*args, "--workers", "1", "--updates", "1", "--batch", "1", "--seeds", "1", "--no-progress"])
+        == 0
+    )
+    assert (root / "as_fig3_panels.png").read_bytes()[:4] == b"\x89PNG"
+    assert "![as_fig3_panels](as_fig3_panels.png)" in (root / "index.md").read_text()
+    assert (root / "as_fig3_n20_quick_updates1_batch1_seeds1" / "final_scores.png").stat().st_size > 1000
+    assert "data:image/png;base64," in (root / "index.html").read_text()
