@@ -35,7 +35,7 @@ from confide.experiments.privacy_utility import (  # noqa: E402
     plot_score_against_epsilon,
 )
 from confide.experiments.provenance import code_note, code_spread  # noqa: E402
-from confide.experiments.stats import iqm_ci  # noqa: E402
+from confide.experiments.stats import iqm_ci, probability_of_improvement_ci  # noqa: E402
 from confide.experiments.sweep import Sweep, expand, format_value, points  # noqa: E402
 
 
@@ -183,6 +183,61 @@ def results_table(results: list[PointResult], sweep: Sweep) -> list[str]:
     return lines
 
 
+def task_keys(sweep: Sweep) -> list[str]:
+    """Swept environment settings (``env.*`` with two or more values): each combination is a task."""
+    return [k for k, values in sweep.grid.items() if k.startswith("env.") and len(values) >= 2]
+
+
+def score_matrices(results: list[PointResult], sweep: Sweep) -> dict[str, np.ndarray]:
+    """Per method (a combination of the non-environment keys), its normalised scores as a (runs × tasks)
+    matrix: a row per seed complete on every task of that method. Empty when no environment is swept
+    or a task has no known optimum (raw returns of different environments do not add up)."""
+    tasks = task_keys(sweep)
+    if not tasks or not all(r.normalised for r in results):
+        return {}
+    methods: dict[str, dict[str, dict[int, float]]] = defaultdict(dict)
+    for r in results:
+        method = ", ".join(f"{k}={_cell(r.point[k])}" for k in sweep.grid if k not in tasks) or r.algo
+        task = ", ".join(f"{k}={_cell(r.point[k])}" for k in tasks)
+        methods[method][task] = {s["seed"]: score(s) for s in r.summaries}
+    matrices = {}
+    for method, by_task in methods.items():
+        seeds = sorted(set.intersection(*(set(v) for v in by_task.values())))
+        if seeds:
+            matrices[method] = np.array([[by_task[t][s] for t in sorted(by_task)] for s in seeds])
+    return matrices
+
+
+def aggregate_table(matrices: dict[str, np.ndarray]) -> list[str]:
+    """IQM over each method's runs × tasks with a 95% stratified-bootstrap interval, and P(row > column)."""
+    if not matrices:
+        return []
+    names = list(matrices)
+    lines = [
+        "## Across environments (runs × tasks)",
+        "",
+        "Each method's normalised scores as a matrix, a row per seed complete on every task, a column per "
+        "task; IQM over the whole matrix with a 95% stratified-bootstrap interval (seeds resampled within "
+        "each task), and P(row > column), the probability of improvement averaged over tasks.",
+        "",
+        "| method | runs × tasks | IQM (95% CI) | " + " | ".join(f"P(· > {n})" for n in names) + " |",
+        "| --- | --- | --- |" + " --- |" * len(names),
+    ]
+    for a in names:
+        point, lo, hi = iqm_ci(matrices[a])
+        cells = []
+        for b in names:
+            if a == b or min(len(matrices[a]), len(matrices[b])) < 2:
+                cells.append("—")
+                continue
+            p, plo, phi = probability_of_improvement_ci(matrices[a], matrices[b])
+            text = f"{p:.2f} [{plo:.2f}, {phi:.2f}]"
+            cells.append(f"**{text}**" if plo > 0.5 else text)
+        shape = " × ".join(map(str, matrices[a].shape))
+        lines.append(f"| {a} | {shape} | {point:.3f} [{lo:.3f}, {hi:.3f}] | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_sweep_report(out: Path, sweep: Sweep) -> tuple[Path, list[Path]]:
     """Write ``out/report.md`` and a ``score_vs_<key>.png`` per swept numeric key (when any run is
     complete); return the report's path and the plots'."""
@@ -212,6 +267,9 @@ def write_sweep_report(out: Path, sweep: Sweep) -> tuple[Path, list[Path]]:
         "",
         *results_table(results, sweep),
     ]
+    across = aggregate_table(score_matrices(results, sweep))
+    if across:
+        lines += ["", *across]
     if has_privacy(results):
         lines += ["", "## Privacy (the accountant's ε per agent)", "", *epsilon_table(results)]
     mixed = code_note(*code_spread([s for r in results for s in r.summaries]))

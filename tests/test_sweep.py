@@ -20,7 +20,8 @@ from confide.cli import main
 from confide.experiments.checkpoint import checkpoint_path, run_is_complete
 from confide.experiments.config import ConfigError, config_from_dict
 from confide.experiments.io import read_jsonl
-from confide.experiments.sweep import expand, load_sweep, run_sweep, sweep_from_dict
+from confide.experiments.sweep import Sweep, expand, load_sweep, run_sweep, sweep_from_dict
+from confide.experiments.sweep_report import PointResult, aggregate_table, score_matrices
 
 SWEEPS = Path(__file__).resolve().parents[1] / "experiments" / "sweeps"
 TINY = {
@@ -341,3 +342,27 @@ def test_tensorboard_flag_logs_every_run_and_changes_no_run(tmp_path, capsys):
     assert (
         "2 already complete, 0 run now" in capsys.readouterr().out
     )  # the flag is no part of a run's identity
+
+
+def test_a_sweep_over_environments_aggregates_runs_by_tasks():
+    sweep = Sweep(grid={"algo.name": ["a", "b"], "env.game": [1, 2]}, seeds=(0, 1, 2))
+
+    def point(algo, game, scores):
+        summaries = [{"seed": s, "normalized_return": v} for s, v in scores.items()]
+        return PointResult(f"{algo}{game}", {"algo.name": algo, "env.game": game}, algo, summaries, [])
+
+    results = [
+        point("a", 1, {0: 0.9, 1: 0.8, 2: 0.7}),
+        point("a", 2, {0: 0.6, 1: 0.5}),  # seed 2 missing on game 2: a has 2 runs × 2 tasks
+        point("b", 1, {0: 0.1, 1: 0.1, 2: 0.1}),
+        point("b", 2, {0: 0.1, 1: 0.1, 2: 0.1}),
+    ]
+    matrices = score_matrices(results, sweep)
+    assert matrices["algo.name=a"].tolist() == [[0.9, 0.6], [0.8, 0.5]] and matrices["algo.name=b"].shape == (
+        3,
+        2,
+    )
+    table = aggregate_table(matrices)
+    row = next(line for line in table if line.startswith("| algo.name=a |"))
+    assert "| 2 × 2 | 0.700 [" in row and "**1.00 [1.00, 1.00]**" in row  # IQM cuts 0.5 and 0.9
+    assert score_matrices(results, Sweep(grid={"algo.name": ["a", "b"]}, seeds=(0,))) == {}  # no task swept
