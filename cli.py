@@ -233,8 +233,6 @@ def _base_dict(args: argparse.Namespace) -> dict[str, Any]:
 def plan_train(args: argparse.Namespace) -> Plan:
     from confide.core.trainer import train
 
-    if args.tensorboard:
-        check_tensorboard_available()
     if args.resume is not None:
         out, config = _resume_target(args)
     else:
@@ -245,6 +243,8 @@ def plan_train(args: argparse.Namespace) -> Plan:
             raise ConfigError(
                 f"{out} holds an unfinished run; continue it with --resume {out} or pick another --out"
             )
+    if config.train.tensorboard:  # the flag, a config file or the resumed run's own config.json
+        check_tensorboard_available()
 
     def run() -> int:
         result = train(
@@ -291,10 +291,9 @@ def plan_compare(args: argparse.Namespace) -> Plan:
         raise ConfigError(f"--seeds must be in 1..1000, got {args.seeds}")
     if args.workers is not None and not 1 <= args.workers <= 256:
         raise ConfigError(f"--workers must be in 1..256, got {args.workers}")
-    if args.tensorboard:
-        check_tensorboard_available()
     base = _base_dict(args)
-    config_from_dict(base)  # validate once before starting anything
+    if config_from_dict(base).train.tensorboard:  # validate once before starting anything
+        check_tensorboard_available()
     out = _path(args.out, "--out") if args.out else Path("runs") / f"compare_{time.strftime('%Y%m%d-%H%M%S')}"
 
     def run() -> int:
@@ -318,8 +317,9 @@ def plan_sweep(args: argparse.Namespace) -> Plan:
             raise ConfigError("--ray: empty address")
         check_ray_available()
     if args.tensorboard:
-        check_tensorboard_available()
         sweep = dataclasses.replace(sweep, base=merge(sweep.base, {"train": {"tensorboard": True}}))
+    if args.tensorboard or any(config_from_dict(data).train.tensorboard for _, data in runs):
+        check_tensorboard_available()
     out = _path(args.out, "--out") if args.out else Path("runs") / f"sweep_{path.stem}"
     check_run_dirs(runs, out)
 
@@ -399,6 +399,10 @@ def plan_federate(args: argparse.Namespace) -> Plan:
     from confide.federation.server import FederationError
 
     config = config_from_dict(_base_dict(args))
+    if config.train.tensorboard:
+        raise ConfigError(
+            "federate: --tensorboard is not supported (a federation run logs metrics.jsonl only)"
+        )
     check_federable(config, args.backend, args.secagg, args.central_dp is not None)
     secagg = SecAggSettings() if args.secagg else None
     try:

@@ -34,8 +34,9 @@ its last part (``rho=0.1``; the whole dotted key if two keys end alike), joined 
 
 Expectations, checked on the metric's main score per seed (``experiments.reproduce``):
 
-* ``"a > b"``: a scores higher than b (the 95% bootstrap interval of P(a > b) lies above 1/2);
-* ``"a >= b"``: a matches or exceeds b (that interval does not lie below 1/2; with few seeds this is weak);
+* ``"a > b"``: a scores higher than b (the 95% bootstrap interval of P(a > b) lies above 1/2 and the
+  one-sided rank test gives p <= 0.05);
+* ``"a >= b"``: a matches or exceeds b (b is not higher by that rule; with few seeds this is weak);
 * ``"a >= 0.9"``: a reaches the number (the IQM's 95% interval's lower end, or at least the IQM).
 
 Each paper's own settings: a C. Predation figure of AS must set ``env.scheme = "as"`` and one of SS

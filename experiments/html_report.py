@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 from pathlib import Path
+from urllib.parse import unquote
 
 from markdown_it import MarkdownIt
 
@@ -28,7 +29,7 @@ MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jp
 
 def render_html(markdown_text: str, base: Path, title: str) -> str:
     """``markdown_text`` as a whole HTML document; relative images under ``base`` become data URIs."""
-    md = MarkdownIt("commonmark").enable("table")
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")  # "<run dir>" is text, not a tag
     tokens = md.parse(markdown_text)
     for token in tokens:
         for child in token.children or []:
@@ -42,11 +43,15 @@ def render_html(markdown_text: str, base: Path, title: str) -> str:
 
 
 def _embedded(src: str, base: Path) -> str:
-    path = base / src
-    mime = MIME.get(path.suffix.lower())
-    inside = path.resolve().is_relative_to(base.resolve())
-    if mime is None or "://" in src or not inside or not path.is_file():
+    path = base / unquote(src)  # markdown-it percent-encodes the link ("a%20b.png")
+    try:
+        inside = path.resolve().is_relative_to(base.resolve())
+        readable = inside and path.suffix.lower() in MIME and "://" not in src and path.is_file()
+    except OSError:  # a name too long for the file system, a loop of links: not a file we can embed
+        readable = False
+    if not readable:
         return src
+    mime = MIME[path.suffix.lower()]
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 

@@ -53,11 +53,11 @@ def epsilon_table(results: list[PointResult]) -> list[str]:
         if not r.summaries or any(e is None for e in eps):
             continue
         delta = next(v["delta"] for v in r.summaries[0]["channel"]["privacy"].values() if v["epsilon"] > 0)
-        mean, lo, hi = iqm_ci(r.scores)
+        score, lo, hi = iqm_ci(r.scores)
         point = ", ".join(f"{k}={v}" for k, v in r.point.items() if k != "algo.name")
         lines.append(
             f"| {r.algo} | {point} | {delta:g} | {np.mean([e.max() for e in eps]):.3g} "
-            f"| {np.mean([e.mean() for e in eps]):.3g} | {mean:.3f} [{lo:.3f}, {hi:.3f}] |"
+            f"| {np.mean([e.mean() for e in eps]):.3g} | {score:.3f} [{lo:.3f}, {hi:.3f}] |"
         )
     return lines
 

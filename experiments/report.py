@@ -1,7 +1,7 @@
 """The side-by-side report of a comparison: markdown plus PNG plots, written atomically.
 
 Plots: learning curves of the normalised collective return (mean over seeds with 95% t bands), final
-normalised return per algorithm (seeds as dots, 95% t interval), bytes sent per agent per update, and —
+normalised return per algorithm (IQM over seeds with a 95% bootstrap interval, seeds as dots), bytes sent per agent per update, and —
 when the learners have peer heads — AS Fig. 7 / SS Fig. 5 style curves of the proportion of "approach"
 in the heads and of the MSE between an agent's policy and the other's head of it.
 """
@@ -24,9 +24,9 @@ from matplotlib.ticker import EngFormatter  # noqa: E402
 from confide.experiments.html_report import write_html  # noqa: E402
 from confide.experiments.io import atomic_write_bytes, read_jsonl  # noqa: E402
 from confide.experiments.stats import (  # noqa: E402
+    improvement,
     iqm_ci,
     mean_ci,
-    probability_of_improvement_ci,
 )
 
 
@@ -105,19 +105,22 @@ def plot_learning_curves(runs: dict[str, list[dict[str, Any]]], path: Path, titl
     _save(fig, path)
 
 
-def plot_final(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 3.8))
-    algos = list(runs)
-    normalised = is_normalised(runs)
-    for k, algo in enumerate(algos):
-        vals = final_scores(runs[algo], normalised)
-        mean, lo, hi = iqm_ci(vals)
-        ax.bar(k, mean, color=f"C{k}", alpha=0.6)
-        ax.errorbar(k, mean, yerr=[[mean - lo], [hi - mean]], color="black", capsize=4)
+def draw_score_bars(ax: plt.Axes, scores: list[tuple[str, np.ndarray]], normalised: bool) -> None:
+    """A bar per label at the IQM of its per-seed scores, the 95% bootstrap interval, each seed a dot."""
+    for k, (_, vals) in enumerate(scores):
+        point, lo, hi = iqm_ci(vals)
+        ax.bar(k, point, color=f"C{k}", alpha=0.6)
+        ax.errorbar(k, point, yerr=[[point - lo], [hi - point]], color="black", capsize=4)
         ax.scatter(np.full(len(vals), k), vals, color="black", s=12, zorder=3)
-    ax.set_xticks(range(len(algos)), algos)
+    ax.set_xticks(range(len(scores)), [label for label, _ in scores], rotation=20 if len(scores) > 4 else 0)
     if normalised:
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+
+
+def plot_final(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    normalised = is_normalised(runs)
+    draw_score_bars(ax, [(algo, final_scores(rs, normalised)) for algo, rs in runs.items()], normalised)
     what = "normalised return" if normalised else "collective return"
     ax.set_ylabel(f"final {what} (last 10% of updates)\nIQM over seeds, 95% bootstrap interval")
     _save(fig, path)
@@ -125,7 +128,8 @@ def plot_final(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
 
 def improvement_table(runs: dict[str, list[dict[str, Any]]], normalised: bool) -> list[str]:
     """P(row > column): the chance that a run of the row's algorithm ends above a run of the column's,
-    with a 95% bootstrap interval; bold where the interval lies above 1/2."""
+    with a 95% bootstrap interval; bold where the row reliably beats the column (the interval above 1/2
+    and the one-sided rank test's p <= 0.05, ``stats.Improvement``)."""
     algos = [a for a in runs if len(runs[a]) >= 2]
     if len(algos) < 2:
         return []
@@ -134,7 +138,8 @@ def improvement_table(runs: dict[str, list[dict[str, Any]]], normalised: bool) -
         "## Probability of improvement, P(row > column)",
         "",
         "The chance that a run of the row's algorithm ends above a run of the column's (ties count a half), "
-        "with a 95% stratified-bootstrap interval over seeds; **bold** where the interval lies above 1/2.",
+        "with a 95% bootstrap interval over seeds; **bold** where the interval lies above 1/2 and the "
+        "one-sided rank (Mann–Whitney) test gives p <= 0.05 (with 3 vs 3 seeds: every run above every run).",
         "",
         "| P(row > column) | " + " | ".join(algos) + " |",
         "| --- |" + " --- |" * len(algos),
@@ -145,9 +150,9 @@ def improvement_table(runs: dict[str, list[dict[str, Any]]], normalised: bool) -
             if a == b:
                 cells.append("—")
                 continue
-            p, lo, hi = probability_of_improvement_ci(scores[a], scores[b])
-            text = f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
-            cells.append(f"**{text}**" if lo > 0.5 else text)
+            found = improvement(scores[a], scores[b])
+            text = f"{found.p:.2f} [{found.lo:.2f}, {found.hi:.2f}]"
+            cells.append(f"**{text}**" if found.reliable() else text)
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     return lines
 
@@ -268,9 +273,9 @@ def write_report(root: Path, title: str) -> Path:
     for algo, rs in runs.items():
         s = [r["summary"] for r in rs]
         vals = final_scores(rs, normalised)
-        mean, lo, hi = iqm_ci(vals)
+        point, lo, hi = iqm_ci(vals)
         lines.append(
-            f"| {algo} | {len(s)} | {mean:.3f} [{lo:.3f}, {hi:.3f}] | {', '.join(f'{v:.3f}' for v in vals)} "
+            f"| {algo} | {len(s)} | {point:.3f} [{lo:.3f}, {hi:.3f}] | {', '.join(f'{v:.3f}' for v in vals)} "
             f"| {np.mean([x['collective_return'] for x in s]):.1f} "
             f"| {np.mean([x['bytes_per_agent_per_update'] for x in s]):,.0f} "
             f"| {s[0]['updates']} | {s[0]['env_steps']:,} | {np.mean([x['wall_seconds'] for x in s]):.1f} |"

@@ -208,10 +208,11 @@ def measure_sweep(
         lines += ["", "## The claim, checked", "", *_checks_table(found), ""]
         lines.append(
             "P(a > b): the probability that a run of a beats a run of b (ties count a half), with a 95% "
-            "bootstrap interval over seeds. `a > b` holds when that interval lies above 1/2; `a >= b` "
-            "unless it lies below 1/2 (a weak test with few seeds: read the intervals); `a >= x`: the "
-            "IQM's 95% interval's lower end. With 2–3 seeds a bootstrap interval cannot reach beyond "
-            "the seeds it has: it is optimistic."
+            "bootstrap interval over seeds and the exact one-sided rank (Mann–Whitney) test's p. `a > b` "
+            "holds when the interval lies above 1/2 and p <= 0.05 (with 3 vs 3 seeds: every run of a "
+            "above every run of b); `a >= b` unless b is higher by that rule (a weak test with few "
+            "seeds: read the intervals); `a >= x`: the IQM's 95% interval's lower end. With 2–3 seeds a "
+            "bootstrap interval cannot reach beyond the seeds it has: it is optimistic."
         )
     if code_note(versions, mixed):
         lines += ["", code_note(versions, mixed)]

@@ -50,8 +50,9 @@ scales: `--scale quick` (minutes; checks the pipeline, says nothing about the pa
 `confide reproduce --list` lists the ids and what each scale runs; the figure files are
 `experiments/figures/<id>.toml`. A reproduction writes `result.md` beside its runs (the claim, confide's
 table, the checks and the plots) and fills its row below. `confide reproduce --all --scale quick` runs
-every figure in one call, all their runs in one pool, and writes `runs/reproduce/index.md` (a complete
-pass, 35 figures and 262 runs on 2 workers, took 18 min 23 s here on 7 December 2026); several ids
+every figure in one call, all their runs in one pool, and writes `runs/reproduce/index.md` (and
+`index.html`, with every paper figure split by environment drawn as one panel plot; a complete pass, 35
+figures and 262 runs on 2 workers, took 580 s here on 7 December 2026, every run complete); several ids
 (`confide reproduce ss_fig3 as_fig6 --scale paper`) share a pool the same way. A `paper` run shrunk to
 fit (`--updates`, `--batch`, `--seeds`) is shown as **reduced scale** until a full one replaces it.
 
@@ -59,11 +60,13 @@ How to read a measurement. Each run is scored over its last 10% of updates; a gr
 interquartile mean (IQM) over seeds with a 95% stratified-bootstrap interval (rliable's statistics,
 `experiments/stats.py`, 10,000 resamples from a fixed generator). A claim is turned into checks on those
 per-seed scores through the probability of improvement P(a > b), the chance that a run of a beats a run
-of b (ties count a half), with its 95% bootstrap interval: `a > b` holds when the interval lies above 1/2;
-`a >= b` ("matches or exceeds") holds unless it lies below 1/2 — a weak test with few seeds, so read the
-intervals too; `a >= 0.9` holds when the IQM's interval lies above. With 2–3 seeds a bootstrap interval
-cannot reach beyond the seeds it has (with 3 seeds the IQM is their mean and its interval their range):
-it is optimistic, and every check says how many seeds it rests on. `confide reproduce --summary`
+of b (ties count a half), with its 95% bootstrap interval and the exact one-sided rank (Mann–Whitney)
+test behind it: `a > b` holds when the interval lies above 1/2 and the test gives p <= 0.05 (with 3 vs 3
+seeds that needs every run of a above every run of b, p = 1/20); `a >= b` ("matches or exceeds") holds
+unless b is higher by the same rule — a weak test with few seeds, so read the intervals too; `a >= 0.9`
+holds when the IQM's interval lies above. With 2–3 seeds a bootstrap interval cannot reach beyond the
+seeds it has (with 3 seeds the IQM is their mean and its interval their range): it is optimistic, which
+is why a claim also needs the rank test; every check says how many seeds it rests on. `confide reproduce --summary`
 recomputes every check from the per-seed scores the page stores. A measured row starts with its verdict: reproduced (every check holds),
 partly (some do) or not reproduced (none). Units compare like with like: SS's "averaged return" is the collective
 return / (N·T); DPO plots the team return (collective / N); **AS never defines the normalisation of its

@@ -166,12 +166,12 @@ def results_table(results: list[PointResult], sweep: Sweep) -> list[str]:
     for r in results:
         cells = [r.algo if k == "algo" else _cell(r.point[k]) for k in keys]
         if r.summaries:
-            mean, lo, hi = iqm_ci(r.scores)
+            point, lo, hi = iqm_ci(r.scores)
             mark = "" if r.normalised else " †"
             s = r.summaries
             cells += [
                 f"{len(s)}/{len(sweep.seeds)}",
-                f"{mean:.3f} [{lo:.3f}, {hi:.3f}]{mark}",
+                f"{point:.3f} [{lo:.3f}, {hi:.3f}]{mark}",
                 ", ".join(f"{v:.3f}" for v in r.scores),
                 f"{np.mean([x['collective_return'] for x in s]):.1f}",
                 f"{np.mean([x['bytes_per_agent_per_update'] for x in s]):,.0f}",
@@ -218,7 +218,8 @@ def aggregate_table(matrices: dict[str, np.ndarray]) -> list[str]:
         "",
         "Each method's normalised scores as a matrix, a row per seed complete on every task, a column per "
         "task; IQM over the whole matrix with a 95% stratified-bootstrap interval (seeds resampled within "
-        "each task), and P(row > column), the probability of improvement averaged over tasks.",
+        "each task), and P(row > column), the probability of improvement averaged over tasks, with its "
+        "bootstrap interval (optimistic with 2–3 seeds per task).",
         "",
         "| method | runs × tasks | IQM (95% CI) | " + " | ".join(f"P(· > {n})" for n in names) + " |",
         "| --- | --- | --- |" + " --- |" * len(names),
@@ -231,8 +232,7 @@ def aggregate_table(matrices: dict[str, np.ndarray]) -> list[str]:
                 cells.append("—")
                 continue
             p, plo, phi = probability_of_improvement_ci(matrices[a], matrices[b])
-            text = f"{p:.2f} [{plo:.2f}, {phi:.2f}]"
-            cells.append(f"**{text}**" if plo > 0.5 else text)
+            cells.append(f"{p:.2f} [{plo:.2f}, {phi:.2f}]")
         shape = " × ".join(map(str, matrices[a].shape))
         lines.append(f"| {a} | {shape} | {point:.3f} [{lo:.3f}, {hi:.3f}] | " + " | ".join(cells) + " |")
     return lines

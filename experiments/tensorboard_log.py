@@ -3,7 +3,8 @@
 Every numeric entry of an update's metrics row becomes a scalar at step = update; a list (per-agent
 returns) becomes one scalar per agent. The events go to ``<run dir>/tensorboard``, so
 ``tensorboard --logdir runs/<sweep>`` shows every run of a sweep side by side. A resumed run purges the
-events past its checkpoint (written before an interruption), so the curves have no doubled steps.
+events past its checkpoint (written before an interruption), and a fresh run all earlier ones in its
+directory, so the curves have no doubled steps.
 TensorBoard is an optional extra: ``pip install 'confide[tensorboard]'``.
 """
 
@@ -47,7 +48,9 @@ class TensorBoardLog:
         check_tensorboard_available()
         from torch.utils.tensorboard import SummaryWriter
 
-        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start or None)
+        # purge_step hides earlier events at steps >= start: those of updates redone after a resume, and
+        # (start 0) every event of a fresh run or a resume from before the first checkpoint
+        self._writer = SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=start)
 
     def log(self, update: int, row: dict[str, Any]) -> None:
         for tag, value in scalars(row).items():

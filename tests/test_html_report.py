@@ -32,3 +32,12 @@ def test_missing_remote_and_outside_images_keep_their_links(tmp_path):
     text = render_html("![a](missing.png) ![b](https://example.org/x.png) ![c](../../etc.png)", tmp_path, "t")
     assert 'src="missing.png"' in text and 'src="https://example.org/x.png"' in text
     assert 'src="../../etc.png"' in text
+
+
+def test_spaces_in_names_angle_brackets_and_long_names_do_not_break_the_page(tmp_path):
+    (tmp_path / "final scores.png").write_bytes(PNG)
+    text = render_html(
+        f"logs in <run dir>/tensorboard ![f](<final scores.png>) ![x]({'x' * 300}.png)", tmp_path, "t"
+    )
+    assert "&lt;run dir&gt;/tensorboard" in text and "data:image/png;base64," in text
+    assert f'src="{"x" * 300}.png"' in text  # too long a name for the file system: kept as a link

@@ -151,7 +151,7 @@ def test_checks_give_the_verdicts_derived_by_hand():
     scores = {"a": high, "b": low, "c": high + 0.001}
     # P(c > a) = 16/25 (c is a + 0.001 seed by seed; ties none); a's IQM is 0.91 (one seed cut each side)
     assert check_expectation(parse_expectation("a > b", "t"), scores)[1] == (
-        "holds (P(a > b) = 1.00 [1.00, 1.00], 5 vs 5 seeds)"
+        "holds (P(a > b) = 1.00 [1.00, 1.00], rank test p = 0.004, 5 vs 5 seeds)"  # 1/252
     )
     assert check_expectation(parse_expectation("b > a", "t"), scores)[1].startswith("does not hold")
     assert check_expectation(parse_expectation("a > c", "t"), scores)[1].startswith("does not hold")
@@ -169,6 +169,27 @@ def test_checks_give_the_verdicts_derived_by_hand():
     assert check_expectation(parse_expectation("b >= 0.9", "t"), scores)[1] == "does not hold"
     one = {"a": np.array([1.0]), "b": np.array([0.0, 0.1])}
     assert check_expectation(parse_expectation("a > b", "t"), one)[1].startswith("too few seeds")
+
+
+def test_a_claim_needs_the_rank_test_as_well_as_the_bootstrap():
+    """DPO Fig. 1(a)'s dpo vs dpo_no_kl at 400 updates: the bootstrap interval of P(dpo > dpo_no_kl) lies
+    above 1/2, but the exact rank test gives p = 2/20 (one run of dpo is below one of dpo_no_kl)."""
+    dpo, no_kl = np.array([0.3553, 0.3155, 0.2731]), np.array([0.2922, 0.2416, 0.2592])  # per seed
+    verdict = check_expectation(parse_expectation("dpo > dpo_no_kl", "t"), {"dpo": dpo, "dpo_no_kl": no_kl})[
+        1
+    ]
+    assert (
+        verdict.startswith("not shown: right direction (P(dpo > dpo_no_kl) = 0.89 [")
+        and "p = 0.1," in verdict
+    )
+    apart = {"a": np.array([3.0, 4.0, 5.0]), "b": np.array([0.0, 1.0, 2.0]), "c": np.array([3.0, 4.0])}
+    assert "rank test p = 0.05," in check_expectation(parse_expectation("a > b", "t"), apart)[1]
+    assert check_expectation(parse_expectation("a > b", "t"), apart)[1].startswith("holds")
+    assert check_expectation(parse_expectation("c > b", "t"), apart)[1].startswith(
+        "not shown"
+    )  # 2 seeds: p >= 0.1
+    with_nan = {"a": np.array([3.0, np.nan, 4.0, 5.0]), "b": apart["b"]}  # a seed without a score is left out
+    assert "3 vs 3 seeds" in check_expectation(parse_expectation("a > b", "t"), with_nan)[1]
 
 
 def test_a_figures_verdict_counts_its_checks():

@@ -10,11 +10,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from confide.experiments.stats import (
+    improvement,
     iqm,
     iqm_ci,
     mean_ci,
     probability_of_improvement,
     probability_of_improvement_ci,
+    rank_test_p,
 )
 
 # rliable tests/rliable/metrics_test.py: 4 runs × 2 tasks and 3 runs × 2 tasks.
@@ -87,3 +89,22 @@ def test_the_iqm_interval_moves_with_an_affine_change_of_the_scores(pair, shift,
     assert lo <= hi
     moved = iqm_ci(m * scale + shift, reps=200)  # the same resamples (same generator), trim_mean is affine
     assert moved == pytest.approx((point * scale + shift, lo * scale + shift, hi * scale + shift), abs=1e-6)
+
+
+def test_rank_test_is_exact_with_ties():
+    assert rank_test_p([3.0, 4, 5], [0.0, 1, 2]) == pytest.approx(1 / 20)  # the best of C(6, 3) splits
+    # x = (1, 1, 2), y = (0, 1, 0): U = 8; of the 20 splits of {0, 0, 1, 1, 1, 2} three reach 8 (x takes
+    # the 2 and two of the three 1s), none more
+    assert rank_test_p([1.0, 1, 2], [0.0, 1, 0]) == pytest.approx(3 / 20)
+    assert rank_test_p([1.0, 1], [1.0, 1]) == 1.0
+    assert (
+        rank_test_p(np.arange(40.0), np.arange(40.0) - 30) < 1e-4
+    )  # C(80, 40) splits: the normal approximation
+
+
+def test_a_reliable_improvement_needs_both_the_interval_and_the_rank_test():
+    three = improvement([3.0, 4, 5], [0.0, 1, 2])
+    assert (three.p, three.lo, three.hi, three.n, three.m) == (1.0, 1.0, 1.0, 3, 3) and three.reliable()
+    two = improvement([3.0, 4], [0.0, 1])
+    assert (two.lo, two.rank_p) == (1.0, pytest.approx(1 / 6)) and not two.reliable()
+    assert improvement([3.0, np.nan, 4, 5], [0.0, 1, 2, np.inf]).n == 3  # non-finite scores left out

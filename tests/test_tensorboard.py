@@ -3,6 +3,7 @@ across an interruption and resume; a changed flag does not block resuming; a mis
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 
 import pytest
@@ -51,6 +52,14 @@ def test_a_resumed_run_has_each_step_once(tmp_path):
         train(CONFIG, tmp_path / "run", observe=crash_at_update_3)
     train(CONFIG, tmp_path / "run", resume=True)  # update 2's first events are purged
     assert _events(tmp_path / "run") == _expected(tmp_path / "run")
+    before_first_checkpoint = dataclasses.replace(CONFIG.train, checkpoint_every=10)
+    config = dataclasses.replace(CONFIG, train=before_first_checkpoint)
+    with pytest.raises(RuntimeError, match="killed"):  # updates 0-2 logged, no checkpoint
+        train(config, tmp_path / "early", observe=crash_at_update_3)
+    train(config, tmp_path / "early", resume=True)  # starts over at update 0
+    assert _events(tmp_path / "early") == _expected(tmp_path / "early")
+    train(config, tmp_path / "early")  # a fresh run over a complete one: its old events are hidden
+    assert _events(tmp_path / "early") == _expected(tmp_path / "early")
     assert (
         config_differences(
             CONFIG.to_dict(),
@@ -70,3 +79,12 @@ def test_without_tensorboard_installed_the_flag_is_one_line(tmp_path, monkeypatc
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and "pip install 'confide[tensorboard]'" in err
     assert not (tmp_path / "x").exists()
+    config = tmp_path / "c.toml"
+    config.write_text("[train]\ntensorboard = true\n")  # asked for by a config file, not the flag
+    assert main(["train", "--config", str(config), "--updates", "1", "--out", str(tmp_path / "y")]) == 2
+    assert "confide[tensorboard]" in capsys.readouterr().err
+
+
+def test_federate_refuses_the_flag(capsys):
+    assert main(["federate", "--agents", "2", "--updates", "1", "--tensorboard"]) == 2
+    assert "federate: --tensorboard is not supported" in capsys.readouterr().err
