@@ -185,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seeds", type=int, help="shrink: number of seeds (paper: shown as reduced)")
     r.add_argument("--measure-only", action="store_true", help="measure the runs complete so far, train none")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s = sub.add_parser(
+        "report",
+        help="regenerate the results page (docs/RESULTS.md) from the figure files and the records it "
+        "stores, every claim rechecked from its per-seed scores (the same as reproduce --summary)",
+    )
+    s.add_argument("--page", help="results page (default: the repository's docs/RESULTS.md)")
     return parser
 
 
@@ -530,6 +536,15 @@ def plan_bench(args: argparse.Namespace) -> Plan:
     return lambda: run_benchmarks(names)
 
 
+def plan_report(args: argparse.Namespace) -> Plan:
+    from confide.experiments.results_page import DEFAULT_PAGE, regenerate
+
+    page = _path(args.page, "--page") if args.page else DEFAULT_PAGE
+    if not page.is_file():
+        raise ConfigError(f"report: no results page at {page} (confide reproduce writes one)")
+    return lambda: print(f"results page written to {regenerate(page)}") or 0
+
+
 PLANS: dict[str, Callable[[argparse.Namespace], Plan]] = {
     "train": plan_train,
     "federate": plan_federate,
@@ -539,6 +554,7 @@ PLANS: dict[str, Callable[[argparse.Namespace], Plan]] = {
     "leak": plan_leak,
     "reproduce": plan_reproduce,
     "bench": plan_bench,
+    "report": plan_report,
 }
 
 

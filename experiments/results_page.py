@@ -6,8 +6,8 @@ HTML comment at its end (``<!-- confide-results … -->``, one JSON object: figu
 ``result.json`` record). :func:`record_result` adds one record and rewrites the page; it holds an
 exclusive ``flock`` on the page's directory for the read-modify-write, and the write is atomic, so
 reproductions finishing at the same time neither lose each other's rows nor leave half a page.
-``confide reproduce --summary`` (:func:`regenerate`) rewrites the page from the figure files, keeping
-the records (run it after editing a figure file).
+``confide report`` (or ``confide reproduce --summary``; :func:`regenerate`) rewrites the page from the
+figure files, keeping the records and rechecking their claims (run it after editing a figure file).
 
 The "confide's measurement" column shows the ``paper`` scale only, or, until one exists, a ``paper``
 run shrunk to fit (``--updates``/``--batch``/``--seeds``), marked as reduced; a ``quick`` run is a
@@ -66,9 +66,9 @@ seeds that needs every run of a above every run of b, p = 1/20); `a >= b` ("matc
 unless b is higher by the same rule — a weak test with few seeds, so read the intervals too; `a >= 0.9`
 holds when the IQM's interval lies above. With 2–3 seeds a bootstrap interval cannot reach beyond the
 seeds it has (with 3 seeds the IQM is their mean and its interval their range): it is optimistic, which
-is why a claim also needs the rank test; every check says how many seeds it rests on. `confide reproduce --summary`
-recomputes every check from the per-seed scores the page stores. A measured row starts with its verdict: reproduced (every check holds),
-partly (some do) or not reproduced (none). Units compare like with like: SS's "averaged return" is the collective
+is why a claim also needs the rank test; every check says how many seeds it rests on. `confide report`
+recomputes every check from the per-seed scores the page stores. A measured row starts with its
+verdict: reproduced (every check holds), partly (some do) or not reproduced (none). Units compare like with like: SS's "averaged return" is the collective
 return / (N·T); DPO plots the team return (collective / N); **AS never defines the normalisation of its
 "normalized final total returns"**, so AS rows give the raw collective return and confide's own
 normalised return (R − R_floor)/(R_opt − R_floor), which is not the paper's number. AS figures use the

@@ -413,3 +413,24 @@ def test_one_paper_figure_split_by_environment_is_drawn_as_panels(tmp_path):
     assert "![as_fig3_panels](as_fig3_panels.png)" in (root / "index.md").read_text()
     assert (root / "as_fig3_n20_quick_updates1_batch1_seeds1" / "final_scores.png").stat().st_size > 1000
     assert "data:image/png;base64," in (root / "index.html").read_text()
+
+
+def test_confide_report_regenerates_the_page_with_rechecked_claims(tmp_path, capsys):
+    page = tmp_path / "RESULTS.md"
+    record = {
+        **_fake_record("as_fig7", "paper"),
+        "points": [{"label": "as", "n": 3, "per_seed": [0.95, 0.97, 0.99]}],
+    }
+    record_result(page, record)  # stored with the fake check "as >= 0.9 does not hold"
+    assert main(["report", "--page", str(page)]) == 0
+    checks = read_records(page)["as_fig7"]["paper"]["checks"]
+    assert checks == [
+        {
+            "expect": "as >= 0.9",
+            "measured": "as 0.970 [0.950, 0.990]",
+            "verdict": "holds (95% interval above)",
+        }
+    ]
+    assert "results page written to" in capsys.readouterr().out
+    assert main(["report", "--page", str(tmp_path / "nope.md")]) == 2
+    assert "no results page" in capsys.readouterr().err
