@@ -42,10 +42,9 @@ from confide.experiments.figure_spec import Expectation, Figure, point_label  # 
 from confide.experiments.io import atomic_write_bytes, read_jsonl  # noqa: E402
 from confide.experiments.report import draw_score_bars, plot_cooperation, plot_heads  # noqa: E402
 from confide.experiments.stats import finite, improvement, iqm_ci, mean_ci  # noqa: E402
-
-ALPHA = 0.05
 from confide.experiments.sweep import Sweep, expand, points  # noqa: E402
 
+ALPHA = 0.05  # a claim's rank test
 UNITS = {
     "normalised": "confide's normalised return (R − R_floor)/(R_opt − R_floor)",
     "collective": "collective (total) return per episode",
@@ -151,8 +150,7 @@ def columns(figure: Figure, main: str) -> list[str]:
 def ci_text(values: np.ndarray, digits: int = 3) -> str:
     """``IQM [lo, hi]`` (95% stratified bootstrap) of the finite values; the value alone for one seed
     or no spread."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
+    values = finite(values)
     if len(values) == 0:
         return "—"
     point, lo, hi = iqm_ci(values)

@@ -154,7 +154,7 @@ class Improvement:
     m: int
 
     def reliable(self, alpha: float = 0.05) -> bool:
-        return self.lo > 0.5 and self.rank_p <= alpha
+        return self.lo > 0.5 and self.rank_p <= alpha + 1e-12  # an exact p of 1/20 is alpha itself
 
     def text(self, left: str = "X", right: str = "Y") -> str:
         return (
