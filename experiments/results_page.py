@@ -167,7 +167,9 @@ def measurement(record: dict[str, Any]) -> str:
     failed = f" {len(record['failed'])} run(s) failed." if record.get("failed") else ""
     done, planned = record.get("runs_complete", 0), record["shape"]["runs"]
     partial = f" Only {done} of {planned} runs complete." if done < planned else ""
-    head = f"**{verdict(record)}.** {record['date']}, {shape}.{partial} {body}."
+    seconds = record.get("run_seconds", record["wall_seconds"])  # exact figures: the call's wall time
+    what = "of training summed over runs" if "run_seconds" in record else "wall"
+    head = f"**{verdict(record)}.** {record['date']}, {shape}, {seconds:,.0f} s {what}.{partial} {body}."
     mixed = code_note(record.get("code_versions", []), record.get("runs_mixed_code", 0))
     return _cell(head + (f" Checks: {checks}." if checks else "") + failed + (f" {mixed}" if mixed else ""))
 
