@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -144,17 +145,20 @@ def improvement_table(runs: dict[str, list[dict[str, Any]]], normalised: bool) -
         "| P(row > column) | " + " | ".join(algos) + " |",
         "| --- |" + " --- |" * len(algos),
     ]
-    for a in algos:
-        cells = []
-        for b in algos:
-            if a == b:
-                cells.append("—")
-                continue
-            found = improvement(scores[a], scores[b])
-            text = f"{found.p:.2f} [{found.lo:.2f}, {found.hi:.2f}]"
-            cells.append(f"**{text}**" if found.reliable() else text)
-        lines.append(f"| {a} | " + " | ".join(cells) + " |")
-    return lines
+
+    def cell(a: str, b: str) -> str:
+        found = improvement(scores[a], scores[b])
+        text = f"{found.p:.2f} [{found.lo:.2f}, {found.hi:.2f}]"
+        return f"**{text}**" if found.reliable() else text
+
+    return lines + [
+        f"| {a} | " + " | ".join(cells) + " |" for a, cells in pairwise_cells(algos, cell).items()
+    ]
+
+
+def pairwise_cells(names: list[str], cell: Callable[[str, str], str]) -> dict[str, list[str]]:
+    """A P(row > column) table's cells: ``cell(row, column)`` off the diagonal, "—" on it."""
+    return {a: ["—" if a == b else cell(a, b) for b in names] for a in names}
 
 
 def plot_bytes(runs: dict[str, list[dict[str, Any]]], path: Path) -> None:

@@ -35,6 +35,7 @@ from confide.experiments.privacy_utility import (  # noqa: E402
     plot_score_against_epsilon,
 )
 from confide.experiments.provenance import code_note, code_spread  # noqa: E402
+from confide.experiments.report import pairwise_cells  # noqa: E402
 from confide.experiments.stats import iqm_ci, probability_of_improvement_ci  # noqa: E402
 from confide.experiments.sweep import Sweep, expand, format_value, points  # noqa: E402
 
@@ -224,15 +225,15 @@ def aggregate_table(matrices: dict[str, np.ndarray]) -> list[str]:
         "| method | runs × tasks | IQM (95% CI) | " + " | ".join(f"P(· > {n})" for n in names) + " |",
         "| --- | --- | --- |" + " --- |" * len(names),
     ]
-    for a in names:
+
+    def cell(a: str, b: str) -> str:
+        if min(len(matrices[a]), len(matrices[b])) < 2:
+            return "—"
+        p, lo, hi = probability_of_improvement_ci(matrices[a], matrices[b])
+        return f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
+
+    for a, cells in pairwise_cells(names, cell).items():
         point, lo, hi = iqm_ci(matrices[a])
-        cells = []
-        for b in names:
-            if a == b or min(len(matrices[a]), len(matrices[b])) < 2:
-                cells.append("—")
-                continue
-            p, plo, phi = probability_of_improvement_ci(matrices[a], matrices[b])
-            cells.append(f"{p:.2f} [{plo:.2f}, {phi:.2f}]")
         shape = " × ".join(map(str, matrices[a].shape))
         lines.append(f"| {a} | {shape} | {point:.3f} [{lo:.3f}, {hi:.3f}] | " + " | ".join(cells) + " |")
     return lines
